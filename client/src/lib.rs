@@ -1,0 +1,5 @@
+//! `kafee-client`: the tokio layer of kafee.
+//!
+//! Connections, metadata, the classic consumer-group protocol, the fetch loop
+//! and a small producer for the dead-letter topic.
+#![forbid(unsafe_code)]

@@ -1,0 +1,6 @@
+//! `kafee-protocol`: the sans-IO layer of kafee.
+//!
+//! Frames, request and response headers, API version negotiation, message
+//! encoding through the `kafka-protocol` crate, and a zero-copy decoder and
+//! an encoder for record batches (magic v2). No sockets, no clocks.
+#![forbid(unsafe_code)]
