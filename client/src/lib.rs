@@ -3,3 +3,5 @@
 //! Connections, metadata, the classic consumer-group protocol, the fetch loop
 //! and a small producer for the dead-letter topic.
 #![forbid(unsafe_code)]
+
+pub mod group;

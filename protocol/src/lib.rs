@@ -4,3 +4,11 @@
 //! encoding through the `kafka-protocol` crate, and a zero-copy decoder and
 //! an encoder for record batches (magic v2). No sockets, no clocks.
 #![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod consumer_protocol;
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod records;
+pub mod versions;
