@@ -4,4 +4,8 @@
 //! and a small producer for the dead-letter topic.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod conn;
+pub mod error;
 pub mod group;
+pub mod retry;
