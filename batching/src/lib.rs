@@ -3,4 +3,79 @@
 //! `handle_message` / `handle_batch` / `handle_dead_letter`, batch triggers,
 //! acknowledgment strategies that end in real offset commits, in-flight
 //! limits, the dead-letter queue and telemetry.
+//!
+//! # The sans-IO core
+//!
+//! Everything in this crate's core is a plain struct driven by events and a
+//! `now: tokio::time::Instant` passed in: no task is spawned, no socket is
+//! touched, no clock is read. The async runtime (the consumer driver) feeds
+//! fetched records in and turns the decisions into fetch pauses, handler calls,
+//! seeks, dead-letter writes and OffsetCommits.
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`accumulator`] | per-partition batches: `size`, `max_bytes`, `timeout` triggers, wire-batch boundaries, back-pressure signal |
+//! | [`watermark`] | per-partition contiguous commit watermark; [`watermark::CommitTracker`]: what to commit, when, one commit in flight |
+//! | [`strategy`] | acknowledgment strategies as pure decisions; retry state in the OffsetCommit metadata |
+//! | [`inflight`] | `max_in_flight_batches` across partitions, one batch at a time per partition, FIFO fairness |
+//! | [`config`] | [`BatchConfig`] and [`DeadLetterConfig`] with validating builders |
+//! | [`telemetry`] | tracing events named after Kafee's; `metrics` facade behind the `metrics` feature |
+//!
+//! The promise these pieces keep together (see the workspace's Kafka notes):
+//! a partition's committed offset passes an offset only after its record was
+//! handled or dead-lettered (P1), the committed offset never moves backwards
+//! except by an explicit seek (P4), and after a revocation nothing is committed
+//! for the revoked partition (P3).
 #![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::Arc;
+
+pub mod accumulator;
+pub mod config;
+pub mod inflight;
+pub mod strategy;
+pub mod telemetry;
+pub mod watermark;
+
+pub use accumulator::{Accumulator, AccumulatorError, Entry, ReadyBatch, Trigger};
+pub use config::{
+    AckStrategy, BatchConfig, BatchConfigBuilder, ConfigError, DeadLetterConfig, Mode, TimeoutFrom,
+};
+pub use inflight::InFlight;
+pub use strategy::{Backoff, BatchResult, Decision, RetryState};
+pub use watermark::{CommitEntry, CommitResult, CommitTracker, RangeId, Watermark, WatermarkError};
+
+/// A topic name and partition index: the key of every per-partition state.
+///
+/// The topic is reference counted so that cloning a key (one per batch, one
+/// per commit entry) does not allocate.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition index within the topic.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// Builds a key from a topic name and a partition index.
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Debug for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
