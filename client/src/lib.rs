@@ -4,8 +4,10 @@
 //! and a small producer for the dead-letter topic.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod error;
 pub mod group;
+pub mod metadata;
 pub mod retry;
