@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use kafee_protocol::error::ErrorCode;
 use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, MetadataRequest};
 use kafka_protocol::protocol::StrBytes;
 
@@ -33,8 +34,12 @@ use crate::error::ClientError;
 use crate::metadata::{self, MetadataCache, TopicInfo, TopicState, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::retry::Backoff;
 
-/// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
-const COORDINATOR_RETRY_CODES: [i16; 3] = [14, 15, 16];
+/// Answers to FindCoordinator that mean "ask again later".
+const COORDINATOR_RETRY_CODES: [ErrorCode; 3] = [
+    ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
+    ErrorCode::COORDINATOR_NOT_AVAILABLE,
+    ErrorCode::NOT_COORDINATOR,
+];
 
 /// How many metadata refreshes a leader lookup tries before giving up.
 const LEADER_LOOKUP_ATTEMPTS: u32 = 5;
@@ -181,7 +186,7 @@ impl Cluster {
     /// Tells the cluster a broker answered `code`; marks the metadata stale
     /// when the code calls for a refresh (leader moved, topic unknown, ...).
     /// Returns whether it did.
-    pub fn note_error(&self, code: i16) -> bool {
+    pub fn note_error(&self, code: ErrorCode) -> bool {
         let refresh = metadata::calls_for_refresh(code);
         if refresh {
             self.invalidate_metadata();
@@ -241,7 +246,7 @@ impl Cluster {
             return Err(ClientError::Broker {
                 broker: conn.broker().to_owned(),
                 api: ApiKey::Metadata,
-                code: response.error_code,
+                code: ErrorCode(response.error_code),
                 topic: None,
                 partition: None,
                 message: None,
@@ -285,7 +290,7 @@ impl Cluster {
         ClientError::Broker {
             broker: "metadata".into(),
             api: ApiKey::Metadata,
-            code,
+            code: ErrorCode(code),
             topic: Some(topic.to_owned()),
             partition,
             message: None,
@@ -532,7 +537,7 @@ impl Cluster {
             return Err(ClientError::Broker {
                 broker: conn.broker().to_owned(),
                 api: ApiKey::FindCoordinator,
-                code,
+                code: ErrorCode(code),
                 topic: None,
                 partition: None,
                 message: message.map(|m| format!("group {group_id:?}: {m}")),

@@ -27,31 +27,26 @@
 //! connection died, may or may not have been applied by the broker. For a
 //! commit or a produce the outcome is UNKNOWN; callers must not assume either.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use bytes::{Bytes, BytesMut};
+use kafee_protocol::codec::{self, ApiRequest};
+use kafee_protocol::error::{DecodeError, ErrorCode, VersionError};
+use kafee_protocol::frame;
+use kafee_protocol::header::ResponseHeader;
+use kafee_protocol::versions::{self, ApiVersionsOutcome, Negotiated};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Message};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::config::ClientConfig;
-use crate::error::{ClientError, ConnectionError, VersionSpan};
-
-/// The ApiVersions version tried first. A broker that does not know it answers
-/// UNSUPPORTED_VERSION with a v0 body naming its own range, and we retry with
-/// the highest version both sides know.
-pub const API_VERSIONS_PREFERRED: i16 = 3;
-
-/// Kafka's UNSUPPORTED_VERSION error code.
-const UNSUPPORTED_VERSION: i16 = 35;
+use crate::error::{ClientError, ConnectionError};
 
 /// Bytes reserved in the read buffer when it runs empty.
 const READ_CHUNK: usize = 64 * 1024;
@@ -77,68 +72,6 @@ impl From<&ClientConfig> for ConnSettings {
             request_timeout: c.request_timeout(),
             connect_timeout: c.connect_timeout(),
         }
-    }
-}
-
-/// The API versions one broker advertised, and what we negotiate from them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BrokerVersions {
-    ranges: BTreeMap<i16, VersionSpan>,
-}
-
-impl BrokerVersions {
-    /// Reads the broker's ranges out of an ApiVersions response.
-    pub fn from_response(response: &ApiVersionsResponse) -> Self {
-        let ranges = response
-            .api_keys
-            .iter()
-            .filter(|k| k.min_version <= k.max_version)
-            .map(|k| {
-                (
-                    k.api_key,
-                    VersionSpan {
-                        min: k.min_version,
-                        max: k.max_version,
-                    },
-                )
-            })
-            .collect();
-        BrokerVersions { ranges }
-    }
-
-    /// The versions kafee can speak for an API.
-    pub fn ours(api: ApiKey) -> VersionSpan {
-        let r = api.valid_versions();
-        VersionSpan {
-            min: r.min,
-            max: r.max,
-        }
-    }
-
-    /// The range the broker advertised for an API, `None` if it did not list it.
-    pub fn broker_range(&self, api: ApiKey) -> Option<VersionSpan> {
-        self.ranges.get(&(api as i16)).copied()
-    }
-
-    /// The versions both sides speak, `None` if there are none.
-    pub fn negotiated(&self, api: ApiKey) -> Option<VersionSpan> {
-        let theirs = self.broker_range(api)?;
-        let ours = Self::ours(api);
-        let span = VersionSpan {
-            min: ours.min.max(theirs.min),
-            max: ours.max.min(theirs.max),
-        };
-        (span.min <= span.max).then_some(span)
-    }
-
-    /// The highest version both sides speak.
-    pub fn version(&self, api: ApiKey) -> Option<i16> {
-        self.negotiated(api).map(|s| s.max)
-    }
-
-    /// Every API the broker listed, with its advertised range.
-    pub fn iter(&self) -> impl Iterator<Item = (i16, VersionSpan)> + '_ {
-        self.ranges.iter().map(|(k, v)| (*k, *v))
     }
 }
 
@@ -194,10 +127,8 @@ impl Shared {
 
     /// Hands a whole response frame (header included) to its caller.
     fn route(&self, frame: Bytes) -> Result<(), ConnectionError> {
-        let Some(id) = frame.get(..4) else {
-            return Err(ConnectionError::ShortFrame(frame.len()));
-        };
-        let correlation_id = i32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        let correlation_id = codec::peek_correlation_id(&frame)
+            .map_err(|_| ConnectionError::ShortFrame(frame.len()))?;
         let tx = self
             .lock()
             .pending
@@ -210,49 +141,19 @@ impl Shared {
     }
 }
 
-/// Outcome of looking at the start of the read buffer.
-#[derive(Debug, PartialEq, Eq)]
-enum FrameStatus {
-    /// More bytes are needed: at least this many more.
-    Incomplete(usize),
-    /// A whole frame is there; its body (after the 4-byte prefix) has this length.
-    Complete(usize),
-}
-
-/// Cheap check whether a whole length-prefixed frame has arrived.
-fn check_frame(buf: &[u8], max: usize) -> Result<FrameStatus, ConnectionError> {
-    let Some(prefix) = buf.get(..4) else {
-        return Ok(FrameStatus::Incomplete(4 - buf.len()));
-    };
-    let len = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-    let len = usize::try_from(len).map_err(|_| ConnectionError::NegativeFrameLength(len))?;
-    if len > max {
-        return Err(ConnectionError::FrameTooLarge {
-            limit: max,
-            actual: len,
-        });
-    }
-    let have = buf.len() - 4;
-    if have < len {
-        Ok(FrameStatus::Incomplete(len - have))
-    } else {
-        Ok(FrameStatus::Complete(len))
-    }
-}
-
 async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, max_frame: usize) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let cause = loop {
-        match check_frame(&buf, max_frame) {
-            Err(e) => break e,
-            Ok(FrameStatus::Complete(len)) => {
-                let frame = buf.split_to(4 + len).freeze().slice(4..);
-                if let Err(e) = shared.route(frame) {
+        match frame::split_frame(&mut buf, max_frame) {
+            Err(e) => break ConnectionError::Frame(e),
+            Ok(Some(body)) => {
+                if let Err(e) = shared.route(body) {
                     break e;
                 }
             }
-            Ok(FrameStatus::Incomplete(needed)) => {
-                // `needed` is bounded by `max_frame` (checked above).
+            Ok(None) => {
+                // The hint is bounded by `max_frame` + 4 (the prefix was checked).
+                let needed = frame::read_hint(&buf, max_frame);
                 buf.reserve(needed.max(READ_CHUNK));
                 match rd.read_buf(&mut buf).await {
                     Ok(0) => break ConnectionError::Closed { partial: buf.len() },
@@ -291,16 +192,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = wr.shutdown().await;
 }
 
-struct Inner {
+/// The socket side of a connection: the pending map, the writer queue and
+/// the correlation id counter. Dropping it stops both tasks.
+struct Wire {
     broker: Arc<str>,
-    client_id: Option<StrBytes>,
+    client_id: String,
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Bytes>,
-    versions: OnceLock<BrokerVersions>,
     next_correlation_id: AtomicI32,
 }
 
-impl Drop for Inner {
+impl Drop for Wire {
     fn drop(&mut self) {
         // The last handle is gone: stop both tasks and fail any request still
         // awaited through an `InFlight`.
@@ -308,69 +210,8 @@ impl Drop for Inner {
     }
 }
 
-/// A multiplexed connection to one broker. Cheap to clone (all clones share
-/// the socket); the socket closes when the last clone is dropped.
-#[derive(Clone)]
-pub struct Connection {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("broker", &self.inner.broker)
-            .field("dead", &self.is_dead())
-            .finish()
-    }
-}
-
-impl Connection {
-    /// Opens a TCP connection to `addr` (`host:port`) and runs the ApiVersions
-    /// handshake, all within `settings.connect_timeout`.
-    pub async fn connect(addr: &str, settings: &ConnSettings) -> Result<Connection, ClientError> {
-        let attempt = async {
-            let stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|source| ClientError::Connect {
-                    broker: addr.to_owned(),
-                    source,
-                })?;
-            stream
-                .set_nodelay(true)
-                .map_err(|source| ClientError::Connect {
-                    broker: addr.to_owned(),
-                    source,
-                })?;
-            Connection::handshake(stream, addr, settings).await
-        };
-        match tokio::time::timeout(settings.connect_timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(ClientError::ConnectTimeout {
-                broker: addr.to_owned(),
-                timeout: settings.connect_timeout,
-            }),
-        }
-    }
-
-    /// Starts the reader and writer tasks on an already open byte stream and
-    /// runs the ApiVersions handshake. `broker` names the peer in errors.
-    ///
-    /// Must be called inside a tokio runtime.
-    pub async fn handshake<S>(
-        stream: S,
-        broker: &str,
-        settings: &ConnSettings,
-    ) -> Result<Connection, ClientError>
-    where
-        S: AsyncRead + AsyncWrite + Send + 'static,
-    {
-        let conn = Connection::spawn(stream, broker, settings);
-        let versions = conn.negotiate(settings.request_timeout).await?;
-        let _ = conn.inner.versions.set(versions);
-        Ok(conn)
-    }
-
-    fn spawn<S>(stream: S, broker: &str, settings: &ConnSettings) -> Connection
+impl Wire {
+    fn spawn<S>(stream: S, broker: &str, settings: &ConnSettings) -> Wire
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -391,263 +232,17 @@ impl Connection {
                 st.tasks.push(writer.abort_handle());
             }
         }
-        Connection {
-            inner: Arc::new(Inner {
-                broker: Arc::from(broker),
-                client_id: Some(StrBytes::from_string(settings.client_id.clone())),
-                shared,
-                tx,
-                versions: OnceLock::new(),
-                next_correlation_id: AtomicI32::new(0),
-            }),
+        Wire {
+            broker: Arc::from(broker),
+            client_id: settings.client_id.clone(),
+            shared,
+            tx,
+            next_correlation_id: AtomicI32::new(0),
         }
     }
 
-    /// ApiVersions at [`API_VERSIONS_PREFERRED`], falling back to the
-    /// broker's highest version when it answers UNSUPPORTED_VERSION.
-    async fn negotiate(&self, timeout: Duration) -> Result<BrokerVersions, ClientError> {
-        let api = ApiKey::ApiVersions;
-        let ours = BrokerVersions::ours(api);
-        let mut version = API_VERSIONS_PREFERRED.min(ours.max);
-        loop {
-            let mut request = ApiVersionsRequest::default();
-            if version >= 3 {
-                request = request
-                    .with_client_software_name(StrBytes::from_static_str("kafee"))
-                    .with_client_software_version(StrBytes::from_static_str(env!(
-                        "CARGO_PKG_VERSION"
-                    )));
-            }
-            let body = self
-                .start_at(&request, api, version)?
-                .wait_body(timeout)
-                .await?;
-            let response = match ApiVersionsResponse::decode(&mut body.clone(), version) {
-                Ok(r) if r.error_code != UNSUPPORTED_VERSION => r,
-                first => {
-                    // A broker that does not know our version answers with a v0 body.
-                    match ApiVersionsResponse::decode(&mut body.clone(), 0) {
-                        Ok(r) if r.error_code == UNSUPPORTED_VERSION => r,
-                        _ => {
-                            return match first {
-                                Ok(r) => Ok(r),
-                                Err(e) => Err(ClientError::Decode {
-                                    broker: self.broker().to_owned(),
-                                    api,
-                                    version,
-                                    message: format!("{e:#}"),
-                                }),
-                            }
-                            .and_then(|r| self.finish_negotiation(r));
-                        }
-                    }
-                }
-            };
-            if response.error_code != UNSUPPORTED_VERSION {
-                return self.finish_negotiation(response);
-            }
-            let theirs = response
-                .api_keys
-                .iter()
-                .find(|k| k.api_key == api as i16)
-                .map(|k| VersionSpan {
-                    min: k.min_version,
-                    max: k.max_version,
-                });
-            match theirs {
-                Some(t) if t.max < version && t.max >= ours.min && t.max >= t.min => {
-                    tracing::debug!(broker = %self.broker(), from = version, to = t.max,
-                        "ApiVersions: falling back to the broker's version");
-                    version = t.max;
-                }
-                _ => {
-                    return Err(ClientError::UnsupportedVersion {
-                        broker: self.broker().to_owned(),
-                        api,
-                        ours,
-                        theirs,
-                    })
-                }
-            }
-        }
-    }
-
-    fn finish_negotiation(
-        &self,
-        response: ApiVersionsResponse,
-    ) -> Result<BrokerVersions, ClientError> {
-        if response.error_code != 0 {
-            return Err(ClientError::Broker {
-                broker: self.broker().to_owned(),
-                api: ApiKey::ApiVersions,
-                code: response.error_code,
-                topic: None,
-                partition: None,
-                message: None,
-            });
-        }
-        Ok(BrokerVersions::from_response(&response))
-    }
-
-    /// `host:port` of the broker.
-    pub fn broker(&self) -> &str {
-        &self.inner.broker
-    }
-
-    /// The versions the broker advertised in the handshake.
-    pub fn versions(&self) -> &BrokerVersions {
-        static NONE: OnceLock<BrokerVersions> = OnceLock::new();
-        self.inner
-            .versions
-            .get()
-            .unwrap_or_else(|| NONE.get_or_init(BrokerVersions::default))
-    }
-
-    /// The version that [`Connection::send`] uses for `api`: the highest both
-    /// sides speak. The error names the API when there is none.
-    pub fn version(&self, api: ApiKey) -> Result<i16, ClientError> {
-        self.versions()
-            .version(api)
-            .ok_or_else(|| ClientError::UnsupportedVersion {
-                broker: self.broker().to_owned(),
-                api,
-                ours: BrokerVersions::ours(api),
-                theirs: self.versions().broker_range(api),
-            })
-    }
-
-    /// Whether the connection is dead (it then fails every request at once).
-    pub fn is_dead(&self) -> bool {
-        self.inner.shared.lock().poisoned.is_some()
-    }
-
-    /// What killed the connection, if it is dead.
-    pub fn dead_reason(&self) -> Option<Arc<ConnectionError>> {
-        self.inner.shared.lock().poisoned.clone()
-    }
-
-    /// Requests whose response has not arrived yet, including those whose
-    /// caller gave up waiting.
-    pub fn in_flight(&self) -> usize {
-        self.inner.shared.lock().pending.len()
-    }
-
-    /// Sends `request` at the highest version both sides speak and waits up to
-    /// `timeout` for its response.
-    ///
-    /// The request's content must suit any version in the negotiated range;
-    /// when it depends on the version use [`Connection::send_with`].
-    pub async fn send<R: Request>(
-        &self,
-        request: R,
-        timeout: Duration,
-    ) -> Result<R::Response, ClientError> {
-        let api = api_key::<R>()?;
-        let version = self.version(api)?;
-        self.start_at(&request, api, version)?.wait(timeout).await
-    }
-
-    /// Builds the request for the negotiated version (`build` receives it),
-    /// sends it and waits. Returns the version with the response.
-    pub async fn send_with<R, F>(
-        &self,
-        timeout: Duration,
-        build: F,
-    ) -> Result<(i16, R::Response), ClientError>
-    where
-        R: Request,
-        F: FnOnce(i16) -> R,
-    {
-        let api = api_key::<R>()?;
-        let version = self.version(api)?;
-        let request = build(version);
-        let response = self.start_at(&request, api, version)?.wait(timeout).await?;
-        Ok((version, response))
-    }
-
-    /// Sends `request` at `version`, which must be in the negotiated range.
-    pub async fn send_versioned<R: Request>(
-        &self,
-        request: R,
-        version: i16,
-        timeout: Duration,
-    ) -> Result<R::Response, ClientError> {
-        self.start(&request, version)?.wait(timeout).await
-    }
-
-    /// Queues `request` at `version` (checked against the negotiated range)
-    /// and returns at once; await the response with [`InFlight::wait`] (or
-    /// [`InFlight::wait_body`] to decode it yourself). Use this to pipeline:
-    /// the request is on its way before this returns.
-    pub fn start<R: Request>(
-        &self,
-        request: &R,
-        version: i16,
-    ) -> Result<InFlight<R::Response>, ClientError> {
-        let api = api_key::<R>()?;
-        let span = self
-            .versions()
-            .negotiated(api)
-            .filter(|s| s.min <= version && version <= s.max);
-        if span.is_none() {
-            return Err(ClientError::UnsupportedVersion {
-                broker: self.broker().to_owned(),
-                api,
-                ours: BrokerVersions::ours(api),
-                theirs: self.versions().broker_range(api),
-            });
-        }
-        self.start_at(request, api, version)
-    }
-
-    /// Queues a request without checking the negotiated range (the
-    /// handshake itself, and callers that already checked).
-    fn start_at<R: Request>(
-        &self,
-        request: &R,
-        api: ApiKey,
-        version: i16,
-    ) -> Result<InFlight<R::Response>, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        let correlation_id = {
-            let mut st = self.inner.shared.lock();
-            if let Some(cause) = &st.poisoned {
-                return Err(self.dead(api, cause.clone()));
-            }
-            let mut id = self.next_correlation_id();
-            while st.pending.contains_key(&id) {
-                id = self.next_correlation_id();
-            }
-            st.pending.insert(id, tx);
-            id
-        };
-        let frame = match self.encode(request, api, version, correlation_id) {
-            Ok(frame) => frame,
-            Err(e) => {
-                self.inner.shared.lock().pending.remove(&correlation_id);
-                return Err(e);
-            }
-        };
-        if self.inner.tx.send(frame).is_err() {
-            // The writer is gone, so the connection is poisoned (or being).
-            let cause = self.inner.shared.poison(ConnectionError::Shutdown);
-            return Err(self.dead(api, cause));
-        }
-        Ok(InFlight {
-            rx,
-            broker: self.inner.broker.clone(),
-            api,
-            version,
-            correlation_id,
-            _response: PhantomData,
-        })
-    }
-
-    fn next_correlation_id(&self) -> i32 {
-        self.inner
-            .next_correlation_id
-            .fetch_add(1, Ordering::Relaxed)
-            & i32::MAX
+    fn broker(&self) -> &str {
+        &self.broker
     }
 
     fn dead(&self, api: ApiKey, source: Arc<ConnectionError>) -> ClientError {
@@ -658,53 +253,275 @@ impl Connection {
         }
     }
 
-    fn encode<R: Request>(
+    fn version_error(&self, source: VersionError) -> ClientError {
+        ClientError::Version {
+            broker: self.broker().to_owned(),
+            source,
+        }
+    }
+
+    fn decode_error(&self, source: DecodeError) -> ClientError {
+        ClientError::Decode {
+            broker: self.broker().to_owned(),
+            source,
+        }
+    }
+
+    fn next_correlation_id(&self) -> i32 {
+        self.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX
+    }
+
+    /// Registers the caller, then queues the encoded frame. Registration
+    /// comes first so that a fast answer always finds its caller.
+    fn start<R: ApiRequest>(
         &self,
         request: &R,
-        api: ApiKey,
         version: i16,
-        correlation_id: i32,
-    ) -> Result<Bytes, ClientError> {
-        let encode_err = |message: String| ClientError::Encode {
+    ) -> Result<InFlight<R::Response>, ClientError> {
+        let api = R::API_KEY;
+        let (tx, rx) = oneshot::channel();
+        let correlation_id = {
+            let mut st = self.shared.lock();
+            if let Some(cause) = &st.poisoned {
+                return Err(self.dead(api, cause.clone()));
+            }
+            let mut id = self.next_correlation_id();
+            while st.pending.contains_key(&id) {
+                id = self.next_correlation_id();
+            }
+            st.pending.insert(id, tx);
+            id
+        };
+        let mut frame = BytesMut::new();
+        if let Err(e) = codec::encode_request(
+            &mut frame,
+            correlation_id,
+            Some(&self.client_id),
+            version,
+            request,
+        ) {
+            self.shared.lock().pending.remove(&correlation_id);
+            return Err(ClientError::Encode(e));
+        }
+        if self.tx.send(frame.freeze()).is_err() {
+            // The writer is gone, so the connection is poisoned (or being).
+            let cause = self.shared.poison(ConnectionError::Shutdown);
+            return Err(self.dead(api, cause));
+        }
+        Ok(InFlight {
+            rx,
+            broker: self.broker.clone(),
             api,
             version,
-            message,
-        };
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(self.inner.client_id.clone());
-        let header_version = R::header_version(version);
-        let size = header
-            .compute_size(header_version)
-            .and_then(|h| request.compute_size(version).map(|b| h + b))
-            .map_err(|e| encode_err(format!("{e:#}")))?;
-        let len = i32::try_from(size).map_err(|_| {
-            encode_err(format!("request of {size} bytes exceeds the largest frame"))
-        })?;
-        let mut buf = BytesMut::with_capacity(4 + size);
-        buf.put_i32(len);
-        header
-            .encode(&mut buf, header_version)
-            .and_then(|()| request.encode(&mut buf, version))
-            .map_err(|e| encode_err(format!("{e:#}")))?;
-        Ok(buf.freeze())
+            correlation_id,
+            _response: PhantomData,
+        })
+    }
+
+    /// ApiVersions at [`versions::API_VERSIONS_FIRST`], retried once at the
+    /// broker's highest version when it answers UNSUPPORTED_VERSION (see
+    /// [`kafee_protocol::versions`]).
+    async fn negotiate(&self, timeout: Duration) -> Result<Negotiated, ClientError> {
+        let mut version = versions::API_VERSIONS_FIRST;
+        for _ in 0..2 {
+            let request = versions::api_versions_request(version);
+            let frame = self.start(&request, version)?.wait_frame(timeout).await?;
+            let (_, response, _) = versions::decode_api_versions_response(version, frame)
+                .map_err(|source| self.decode_error(source))?;
+            match versions::api_versions_outcome(version, &response)
+                .map_err(|source| self.version_error(source))?
+            {
+                ApiVersionsOutcome::Negotiated(negotiated) => return Ok(negotiated),
+                ApiVersionsOutcome::Retry { version: lower } => {
+                    tracing::debug!(broker = %self.broker(), from = version, to = lower,
+                        "ApiVersions: falling back to the broker's version");
+                    version = lower;
+                }
+            }
+        }
+        Err(self.version_error(VersionError::ApiVersionsFailed {
+            code: ErrorCode::UNSUPPORTED_VERSION,
+        }))
     }
 }
 
-fn api_key<R: Request>() -> Result<ApiKey, ClientError> {
-    ApiKey::try_from(R::KEY).map_err(|()| ClientError::Encode {
-        api: ApiKey::ApiVersions,
-        version: -1,
-        message: format!("unknown API key {}", R::KEY),
-    })
+struct Inner {
+    wire: Wire,
+    versions: Negotiated,
+}
+
+/// A multiplexed connection to one broker, its API versions negotiated.
+/// Cheap to clone (all clones share the socket); the socket closes when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("broker", &self.inner.wire.broker)
+            .field("dead", &self.is_dead())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Opens a TCP connection to `addr` (`host:port`) and runs the ApiVersions
+    /// handshake, all within `settings.connect_timeout`.
+    pub async fn connect(addr: &str, settings: &ConnSettings) -> Result<Connection, ClientError> {
+        let attempt = async {
+            let connect_error = |source| ClientError::Connect {
+                broker: addr.to_owned(),
+                source,
+            };
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(connect_error)?;
+            stream.set_nodelay(true).map_err(connect_error)?;
+            Connection::handshake(stream, addr, settings).await
+        };
+        match tokio::time::timeout(settings.connect_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::ConnectTimeout {
+                broker: addr.to_owned(),
+                timeout: settings.connect_timeout,
+            }),
+        }
+    }
+
+    /// Starts the reader and writer tasks on an already open byte stream and
+    /// runs the ApiVersions handshake (timeout: `settings.request_timeout`).
+    /// `broker` names the peer in errors. Fails when the broker lacks an API
+    /// that kafee requires ([`kafee_protocol::versions::SUPPORTED`]).
+    ///
+    /// Must be called inside a tokio runtime.
+    pub async fn handshake<S>(
+        stream: S,
+        broker: &str,
+        settings: &ConnSettings,
+    ) -> Result<Connection, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let wire = Wire::spawn(stream, broker, settings);
+        let versions = wire.negotiate(settings.request_timeout).await?;
+        Ok(Connection {
+            inner: Arc::new(Inner { wire, versions }),
+        })
+    }
+
+    /// `host:port` of the broker.
+    pub fn broker(&self) -> &str {
+        self.inner.wire.broker()
+    }
+
+    /// The versions negotiated with this broker in the handshake.
+    pub fn versions(&self) -> &Negotiated {
+        &self.inner.versions
+    }
+
+    /// The version that [`Connection::send`] uses for `api`: the highest both
+    /// sides speak. The error names the API when there is none.
+    pub fn version(&self, api: ApiKey) -> Result<i16, ClientError> {
+        self.inner
+            .versions
+            .version(api)
+            .map_err(|source| self.inner.wire.version_error(source))
+    }
+
+    /// Whether the connection is dead (it then fails every request at once).
+    pub fn is_dead(&self) -> bool {
+        self.inner.wire.shared.lock().poisoned.is_some()
+    }
+
+    /// What killed the connection, if it is dead.
+    pub fn dead_reason(&self) -> Option<Arc<ConnectionError>> {
+        self.inner.wire.shared.lock().poisoned.clone()
+    }
+
+    /// Requests whose response has not arrived yet, including those whose
+    /// caller gave up waiting.
+    pub fn in_flight(&self) -> usize {
+        self.inner.wire.shared.lock().pending.len()
+    }
+
+    /// Sends `request` at the negotiated version (the highest both sides
+    /// speak) and waits up to `timeout` for its response.
+    ///
+    /// The request's content must suit that version; when it depends on the
+    /// version use [`Connection::send_with`].
+    pub async fn send<R: ApiRequest>(
+        &self,
+        request: R,
+        timeout: Duration,
+    ) -> Result<R::Response, ClientError> {
+        let version = self.version(R::API_KEY)?;
+        self.inner
+            .wire
+            .start(&request, version)?
+            .wait(timeout)
+            .await
+    }
+
+    /// Builds the request for the negotiated version (`build` receives it),
+    /// sends it and waits up to `timeout`. Returns the version with the
+    /// response.
+    pub async fn send_with<R, F>(
+        &self,
+        timeout: Duration,
+        build: F,
+    ) -> Result<(i16, R::Response), ClientError>
+    where
+        R: ApiRequest,
+        F: FnOnce(i16) -> R,
+    {
+        let version = self.version(R::API_KEY)?;
+        let request = build(version);
+        let response = self
+            .inner
+            .wire
+            .start(&request, version)?
+            .wait(timeout)
+            .await?;
+        Ok((version, response))
+    }
+
+    /// Queues `request` at `version` and returns at once; await the response
+    /// with [`InFlight::wait`] (or [`InFlight::wait_body`] to decode it
+    /// yourself). The request is on its way before this returns, so a caller
+    /// can pipeline: start the next fetch, then consume the previous one.
+    ///
+    /// `version` must lie between kafee's minimum for the API and the
+    /// negotiated version; anything else is refused with
+    /// [`ClientError::VersionOutOfRange`] before it is sent. (A broker whose
+    /// own minimum is above kafee's answers UNSUPPORTED_VERSION.)
+    pub fn start<R: ApiRequest>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<InFlight<R::Response>, ClientError> {
+        let api = R::API_KEY;
+        let negotiated = self.version(api)?;
+        let min = versions::supported(api).map_or(negotiated, |s| s.min);
+        if version < min || version > negotiated {
+            return Err(ClientError::VersionOutOfRange {
+                broker: self.broker().to_owned(),
+                api,
+                version,
+                min,
+                max: negotiated,
+            });
+        }
+        self.inner.wire.start(request, version)
+    }
 }
 
 /// A request on its way; await its response with [`InFlight::wait`].
 ///
 /// Dropping it stops waiting; the request stays in flight and its late
-/// response is discarded.
+/// response is discarded when it arrives.
 #[must_use = "a request whose response is not awaited has an unknown outcome"]
 pub struct InFlight<Resp> {
     rx: oneshot::Receiver<Reply>,
@@ -726,7 +543,7 @@ impl<Resp> std::fmt::Debug for InFlight<Resp> {
     }
 }
 
-impl<Resp: Decodable + HeaderVersion> InFlight<Resp> {
+impl<Resp: Decodable + Message> InFlight<Resp> {
     /// The API of the request.
     pub fn api(&self) -> ApiKey {
         self.api
@@ -745,19 +562,30 @@ impl<Resp: Decodable + HeaderVersion> InFlight<Resp> {
     /// Waits up to `timeout` for the response and decodes it.
     pub async fn wait(self, timeout: Duration) -> Result<Resp, ClientError> {
         let (api, version, broker) = (self.api, self.version, self.broker.clone());
-        let mut body = self.wait_body(timeout).await?;
-        Resp::decode(&mut body, version).map_err(|e| ClientError::Decode {
-            broker: broker.to_string(),
-            api,
-            version,
-            message: format!("{e:#}"),
-        })
+        let frame = self.wait_frame(timeout).await?;
+        codec::decode_response::<Resp>(api, version, frame)
+            .map(|(_, response)| response)
+            .map_err(|source| ClientError::Decode {
+                broker: broker.to_string(),
+                source,
+            })
     }
 
     /// Waits up to `timeout` for the response and returns its body (the
     /// response header already stripped), for callers that decode it
     /// themselves (the fetch loop's zero-copy record batches).
     pub async fn wait_body(self, timeout: Duration) -> Result<Bytes, ClientError> {
+        let (api, version, broker) = (self.api, self.version, self.broker.clone());
+        let mut frame = self.wait_frame(timeout).await?;
+        ResponseHeader::decode(&mut frame, api, version).map_err(|source| ClientError::Decode {
+            broker: broker.to_string(),
+            source,
+        })?;
+        Ok(frame)
+    }
+
+    /// Waits for the whole response frame body (header included).
+    async fn wait_frame(self, timeout: Duration) -> Result<Bytes, ClientError> {
         let reply = match tokio::time::timeout(timeout, self.rx).await {
             Err(_) => {
                 return Err(ClientError::RequestTimeout {
@@ -767,23 +595,16 @@ impl<Resp: Decodable + HeaderVersion> InFlight<Resp> {
                     timeout,
                 })
             }
+            // The sender is only dropped unsent if the shared state went away
+            // with the connection.
             Ok(Err(_)) => Err(Arc::new(ConnectionError::Shutdown)),
             Ok(Ok(reply)) => reply,
         };
-        let mut frame = reply.map_err(|source| ClientError::Connection {
+        reply.map_err(|source| ClientError::Connection {
             broker: self.broker.to_string(),
             api: self.api,
             source,
-        })?;
-        ResponseHeader::decode(&mut frame, Resp::header_version(self.version)).map_err(|e| {
-            ClientError::Decode {
-                broker: self.broker.to_string(),
-                api: self.api,
-                version: self.version,
-                message: format!("response header: {e:#}"),
-            }
-        })?;
-        Ok(frame)
+        })
     }
 }
 

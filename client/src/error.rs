@@ -5,10 +5,10 @@
 //! the topic and partition. A connection that dies fails every request in
 //! flight on it with the same [`ConnectionError`], shared through an [`Arc`].
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafee_protocol::error::{DecodeError, EncodeError, ErrorCode, FrameError, VersionError};
 use kafka_protocol::messages::ApiKey;
 
 /// An error of the client layer: connections, metadata, admin requests.
@@ -76,55 +76,58 @@ pub enum ClientError {
         timeout: Duration,
     },
 
-    /// The broker and kafee share no version of an API.
-    #[error("{broker} and kafee share no version of {api:?} (kafee {ours}, broker {})", fmt_range(.theirs))]
-    UnsupportedVersion {
+    /// The broker and kafee share no version of an API, or the ApiVersions
+    /// handshake failed.
+    #[error("{broker}: {source}")]
+    Version {
+        /// `host:port` of the broker.
+        broker: String,
+        /// Which API and which ranges.
+        #[source]
+        source: VersionError,
+    },
+
+    /// A caller asked for a version outside what kafee and this broker negotiated.
+    #[error("{api:?} v{version} cannot be sent to {broker}: usable versions are {min}..={max}")]
+    VersionOutOfRange {
         /// `host:port` of the broker.
         broker: String,
         /// The API.
         api: ApiKey,
-        /// The versions kafee can speak.
-        ours: VersionSpan,
-        /// The versions the broker advertised, `None` if it does not know the API.
-        theirs: Option<VersionSpan>,
+        /// The version asked for.
+        version: i16,
+        /// kafee's minimum for the API.
+        min: i16,
+        /// The negotiated (highest usable) version.
+        max: i16,
     },
 
-    /// A request could not be encoded at the chosen version (a field the
-    /// version cannot carry, a string too long, ...).
-    #[error("encoding {api:?} v{version}: {message}")]
-    Encode {
-        /// The API.
-        api: ApiKey,
-        /// The version the request was encoded at.
-        version: i16,
-        /// What the encoder said.
-        message: String,
-    },
+    /// A request could not be encoded (a field the chosen version cannot
+    /// carry, a string too long, ...).
+    #[error("{0}")]
+    Encode(#[from] EncodeError),
 
     /// A response frame arrived whole but its content could not be decoded.
     ///
     /// The connection stays usable (the frame boundary was intact).
-    #[error("decoding {api:?} v{version} response from {broker}: {message}")]
+    #[error("response from {broker}: {source}")]
     Decode {
         /// `host:port` of the broker.
         broker: String,
-        /// The API.
-        api: ApiKey,
-        /// The version the response was decoded at.
-        version: i16,
-        /// What the decoder said.
-        message: String,
+        /// What the decoder said (names the API and version).
+        #[source]
+        source: DecodeError,
     },
 
     /// The broker answered with a Kafka error code.
-    #[error("{api:?}{}: {broker} answered {} ({code}){}", fmt_where(.topic, .partition), code_name(*.code), fmt_message(.message))]
+    #[error("{api:?}{}: {broker} answered {code}{}", fmt_where(.topic, .partition), fmt_message(.message))]
     Broker {
         /// `host:port` (or node id) of the broker that answered.
         broker: String,
         /// The API.
         api: ApiKey,
         /// The Kafka error code.
-        code: i16,
+        code: ErrorCode,
         /// The topic the code applies to, if it is a per-topic code.
         topic: Option<String>,
         /// The partition the code applies to, if it is a per-partition code.
@@ -186,7 +189,7 @@ pub enum ClientError {
 
 impl ClientError {
     /// The Kafka error code, when the broker answered with one.
-    pub fn code(&self) -> Option<i16> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Broker { code, .. } => Some(*code),
             _ => None,
@@ -200,12 +203,7 @@ impl ClientError {
     /// apply it twice (its first outcome is unknown).
     pub fn is_retriable(&self) -> bool {
         match self {
-            ClientError::Broker { code, .. } => {
-                matches!(
-                    kafka_protocol::error::ParseResponseErrorCode::err(*code),
-                    Some(e) if e.is_retriable()
-                )
-            }
+            ClientError::Broker { code, .. } => code.is_retriable(),
             ClientError::RequestTimeout { .. }
             | ClientError::Connection { .. }
             | ClientError::Connect { .. }
@@ -233,18 +231,9 @@ pub enum ConnectionError {
         partial: usize,
     },
 
-    /// A frame's length prefix exceeds the configured limit.
-    #[error("frame of {actual} bytes exceeds the limit of {limit}")]
-    FrameTooLarge {
-        /// The limit (`max_frame_bytes`).
-        limit: usize,
-        /// The length announced by the prefix.
-        actual: usize,
-    },
-
-    /// A frame's length prefix is negative.
-    #[error("negative frame length {0}")]
-    NegativeFrameLength(i32),
+    /// A frame's length prefix is negative or exceeds `max_frame_bytes`.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
 
     /// A frame too short to hold a correlation id.
     #[error("response frame of {0} bytes is too short for a response header")]
@@ -257,49 +246,6 @@ pub enum ConnectionError {
     /// The connection was shut down by this side (every handle was dropped).
     #[error("the connection was shut down")]
     Shutdown,
-}
-
-/// An inclusive range of API versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VersionSpan {
-    /// Lowest version.
-    pub min: i16,
-    /// Highest version.
-    pub max: i16,
-}
-
-impl fmt::Display for VersionSpan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "v{}..=v{}", self.min, self.max)
-    }
-}
-
-/// The name of a Kafka error code (`NOT_LEADER_OR_FOLLOWER` style), or
-/// `UNKNOWN` for a code this build does not know.
-pub fn code_name(code: i16) -> String {
-    match kafka_protocol::error::ParseResponseErrorCode::err(code) {
-        None => "NONE".to_owned(),
-        Some(kafka_protocol::ResponseError::Unknown(_)) => "UNKNOWN".to_owned(),
-        Some(e) => to_screaming_snake(&format!("{e:?}")),
-    }
-}
-
-fn to_screaming_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
-fn fmt_range(r: &Option<VersionSpan>) -> String {
-    match r {
-        Some(r) => r.to_string(),
-        None => "none".to_owned(),
-    }
 }
 
 fn fmt_where(topic: &Option<String>, partition: &Option<i32>) -> String {
@@ -335,7 +281,7 @@ mod tests {
         let e = ClientError::Broker {
             broker: "127.0.0.1:9092".into(),
             api: ApiKey::ListOffsets,
-            code: 6,
+            code: ErrorCode::NOT_LEADER_OR_FOLLOWER,
             topic: Some("orders".into()),
             partition: Some(3),
             message: None,
@@ -346,16 +292,7 @@ mod tests {
              NOT_LEADER_OR_FOLLOWER (6)"
         );
         assert!(e.is_retriable());
-        assert_eq!(e.code(), Some(6));
-    }
-
-    #[test]
-    fn code_names_follow_kafka_spelling() {
-        assert_eq!(code_name(0), "NONE");
-        assert_eq!(code_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
-        assert_eq!(code_name(36), "TOPIC_ALREADY_EXISTS");
-        assert_eq!(code_name(-1), "UNKNOWN_SERVER_ERROR");
-        assert_eq!(code_name(12345), "UNKNOWN");
+        assert_eq!(e.code(), Some(ErrorCode::NOT_LEADER_OR_FOLLOWER));
     }
 
     #[test]
@@ -363,7 +300,7 @@ mod tests {
         let e = ClientError::Broker {
             broker: "b".into(),
             api: ApiKey::CreateTopics,
-            code: 36,
+            code: ErrorCode::TOPIC_ALREADY_EXISTS,
             topic: Some("t".into()),
             partition: None,
             message: Some("Topic 't' already exists.".into()),

@@ -12,24 +12,23 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use kafee_protocol::error::{ConsumerAction, ErrorCode};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 
 /// UNKNOWN_TOPIC_OR_PARTITION.
-pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.0;
 
-/// Error codes after which cached metadata must be refreshed before retrying:
-/// the leader moved or is unknown, or the topic changed under us.
-///
-/// UNKNOWN_TOPIC_OR_PARTITION (3), LEADER_NOT_AVAILABLE (5),
-/// NOT_LEADER_OR_FOLLOWER (6), REPLICA_NOT_AVAILABLE (9),
-/// KAFKA_STORAGE_ERROR (56), FENCED_LEADER_EPOCH (74),
-/// UNKNOWN_LEADER_EPOCH (75), OFFSET_NOT_AVAILABLE (78),
-/// UNKNOWN_TOPIC_ID (100), INCONSISTENT_TOPIC_ID (103).
-pub fn calls_for_refresh(code: i16) -> bool {
-    matches!(code, 3 | 5 | 6 | 9 | 56 | 74 | 75 | 78 | 100 | 103)
+/// Whether cached metadata must be refreshed before retrying after `code`:
+/// the leader moved or is unknown, or the topic changed under us
+/// (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE,
+/// FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, NOT_CONTROLLER, ...: every code
+/// whose [`ErrorCode::consumer_action`] is
+/// [`ConsumerAction::RefreshMetadata`]).
+pub fn calls_for_refresh(code: ErrorCode) -> bool {
+    code.consumer_action() == ConsumerAction::RefreshMetadata
 }
 
 /// One broker as the metadata names it.
@@ -386,10 +385,10 @@ mod tests {
     #[test]
     fn refresh_codes_are_the_leader_and_topic_churn_codes() {
         for code in [3, 5, 6, 74, 75] {
-            assert!(calls_for_refresh(code), "{code}");
+            assert!(calls_for_refresh(ErrorCode(code)), "{code}");
         }
         for code in [0, 1, 7, 15, 16, 22, 27, 36] {
-            assert!(!calls_for_refresh(code), "{code}");
+            assert!(!calls_for_refresh(ErrorCode(code)), "{code}");
         }
     }
 

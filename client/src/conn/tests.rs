@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafee_protocol::error::{FrameError, VersionError};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, FetchRequest, MetadataRequest, MetadataResponse, RequestHeader,
-    ResponseHeader,
+    ApiKey, ApiVersionsResponse, CreateTopicsRequest, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{
     decode_request_header_from_buffer, Encodable, HeaderVersion, StrBytes,
@@ -141,8 +142,8 @@ const T: Duration = Duration::from_secs(5);
 async fn handshake_negotiates_the_highest_shared_version() {
     let (conn, _broker) = pair().await;
     let fetch = conn.version(ApiKey::Fetch).unwrap();
-    assert_eq!(fetch, ApiKey::Fetch.valid_versions().max);
-    assert!(conn.versions().negotiated(ApiKey::JoinGroup).is_some());
+    assert_eq!(fetch, versions::supported(ApiKey::Fetch).unwrap().max);
+    assert!(conn.version(ApiKey::JoinGroup).is_ok());
     assert!(!conn.is_dead());
     assert_eq!(conn.in_flight(), 0);
 }
@@ -168,10 +169,12 @@ async fn handshake_falls_back_when_the_broker_refuses_api_versions_v3() {
     let (h, _) = broker.next_request().await;
     assert_eq!(h.request_api_key, ApiKey::ApiVersions as i16);
     assert_eq!(h.request_api_version, 2);
-    let keys = vec![ApiVersion::default()
-        .with_api_key(ApiKey::Metadata as i16)
-        .with_min_version(0)
-        .with_max_version(8)];
+    let mut keys = all_versions();
+    for k in &mut keys {
+        if k.api_key == ApiKey::Metadata as i16 {
+            k.max_version = 8;
+        }
+    }
     broker
         .respond(
             h.correlation_id,
@@ -183,41 +186,67 @@ async fn handshake_falls_back_when_the_broker_refuses_api_versions_v3() {
     assert_eq!(conn.version(ApiKey::Metadata).unwrap(), 8);
 }
 
-#[tokio::test]
-async fn an_api_the_broker_lacks_is_named_in_the_error() {
+async fn handshake_advertising(
+    keys: Vec<ApiVersion>,
+) -> (Result<Connection, ClientError>, FakeBroker) {
     let (client_io, broker_io) = tokio::io::duplex(1 << 16);
     let mut broker = FakeBroker::new(broker_io);
+    let settings = settings();
+    let (conn, ()) = tokio::join!(
+        Connection::handshake(client_io, "partial:9092", &settings),
+        broker.handshake(keys)
+    );
+    (conn, broker)
+}
+
+#[tokio::test]
+async fn an_optional_api_the_broker_lacks_is_named_when_used() {
+    let keys: Vec<_> = all_versions()
+        .into_iter()
+        .filter(|k| k.api_key != ApiKey::CreateTopics as i16)
+        .collect();
+    let (conn, _broker) = handshake_advertising(keys).await;
+    let conn = conn.unwrap();
+    let err = conn
+        .send(CreateTopicsRequest::default(), T)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ClientError::Version {
+            source: VersionError::NotAdvertised {
+                api_key: ApiKey::CreateTopics
+            },
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "partial:9092: broker does not support CreateTopics"
+    );
+    // An explicit version outside the negotiated range is refused before sending.
+    let err = conn.start(&MetadataRequest::default(), 99).unwrap_err();
+    assert!(matches!(
+        err,
+        ClientError::VersionOutOfRange {
+            api: ApiKey::Metadata,
+            version: 99,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_broker_without_a_required_api_fails_the_handshake() {
     let keys: Vec<_> = all_versions()
         .into_iter()
         .filter(|k| k.api_key != ApiKey::Fetch as i16)
         .collect();
-    let (conn, ()) = tokio::join!(
-        async {
-            Connection::handshake(client_io, "nofetch:9092", &settings())
-                .await
-                .unwrap()
-        },
-        broker.handshake(keys)
+    let err = handshake_advertising(keys).await.0.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "partial:9092: broker does not support Fetch"
     );
-    let err = conn.send(FetchRequest::default(), T).await.unwrap_err();
-    assert!(matches!(
-        err,
-        ClientError::UnsupportedVersion {
-            api: ApiKey::Fetch,
-            theirs: None,
-            ..
-        }
-    ));
-    assert!(err.to_string().contains("Fetch"), "{err}");
-    // An explicit version outside the range is refused the same way.
-    let err = conn.start(&MetadataRequest::default(), 99).unwrap_err();
-    assert!(matches!(
-        err,
-        ClientError::UnsupportedVersion {
-            api: ApiKey::Metadata,
-            ..
-        }
-    ));
 }
 
 #[tokio::test]
@@ -318,7 +347,8 @@ async fn oversize_frame_is_a_typed_error_for_every_caller() {
         };
         assert!(matches!(
             **source,
-            ConnectionError::FrameTooLarge { limit, actual } if limit == 1 << 20 && actual == 2 << 20
+            ConnectionError::Frame(FrameError::TooLarge { limit, actual })
+                if limit == 1 << 20 && actual == 2 << 20
         ));
         assert!(err.to_string().ends_with(&format!(
             "frame of {} bytes exceeds the limit of {}",
@@ -351,8 +381,12 @@ async fn negative_or_short_frames_poison_the_connection() {
     for (bytes, check) in [
         (
             (-5i32).to_be_bytes().to_vec(),
-            (|e: &ConnectionError| matches!(e, ConnectionError::NegativeFrameLength(-5)))
-                as fn(&ConnectionError) -> bool,
+            (|e: &ConnectionError| {
+                matches!(
+                    e,
+                    ConnectionError::Frame(FrameError::NegativeLength { length: -5 })
+                )
+            }) as fn(&ConnectionError) -> bool,
         ),
         (vec![0, 0, 0, 2, 0, 1], |e: &ConnectionError| {
             matches!(e, ConnectionError::ShortFrame(2))
@@ -432,33 +466,9 @@ async fn send_with_shows_the_negotiated_version() {
         })
         .await
         .unwrap();
-    assert_eq!(version, ApiKey::Metadata.valid_versions().max);
+    assert_eq!(version, versions::supported(ApiKey::Metadata).unwrap().max);
     assert_eq!(resp.cluster_id.as_deref(), Some("v"));
     server.await.unwrap();
-}
-
-#[test]
-fn frame_check_distinguishes_incomplete_from_complete() {
-    assert_eq!(check_frame(&[], 10).unwrap(), FrameStatus::Incomplete(4));
-    assert_eq!(
-        check_frame(&[0, 0], 10).unwrap(),
-        FrameStatus::Incomplete(2)
-    );
-    assert_eq!(
-        check_frame(&[0, 0, 0, 3, 1], 10).unwrap(),
-        FrameStatus::Incomplete(2)
-    );
-    assert_eq!(
-        check_frame(&[0, 0, 0, 1, 1, 9], 10).unwrap(),
-        FrameStatus::Complete(1)
-    );
-    assert!(matches!(
-        check_frame(&[0, 0, 0, 11], 10),
-        Err(ConnectionError::FrameTooLarge {
-            limit: 10,
-            actual: 11
-        })
-    ));
 }
 
 proptest! {
