@@ -44,6 +44,9 @@ pub use config::{
 };
 pub use inflight::InFlight;
 pub use strategy::{Backoff, BatchResult, Decision, RetryState};
+/// The instant type every `now` argument takes (tokio's, so that a paused
+/// test clock drives the timers).
+pub use tokio::time::Instant;
 pub use watermark::{CommitEntry, CommitResult, CommitTracker, RangeId, Watermark, WatermarkError};
 
 /// A topic name and partition index: the key of every per-partition state.

@@ -4,6 +4,7 @@
 //! and a small producer for the dead-letter topic.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod conn;
