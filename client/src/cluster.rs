@@ -554,3 +554,6 @@ impl Cluster {
         Ok((node_id, conn))
     }
 }
+
+#[cfg(test)]
+mod tests;
