@@ -28,7 +28,9 @@
 //! for the revoked partition (P3).
 #![forbid(unsafe_code)]
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 pub mod accumulator;
@@ -53,7 +55,11 @@ pub use watermark::{CommitEntry, CommitResult, CommitTracker, RangeId, Watermark
 ///
 /// The topic is reference counted so that cloning a key (one per batch, one
 /// per commit entry) does not allocate.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Equality and ordering compare the topic by pointer first: keys cloned from
+/// one assignment share the same `Arc`, so the common comparison costs no
+/// string compare.
+#[derive(Clone, Eq)]
 pub struct TopicPartition {
     /// Topic name.
     pub topic: Arc<str>,
@@ -71,6 +77,37 @@ impl TopicPartition {
     }
 }
 
+impl PartialEq for TopicPartition {
+    fn eq(&self, other: &Self) -> bool {
+        self.partition == other.partition
+            && (Arc::ptr_eq(&self.topic, &other.topic) || self.topic == other.topic)
+    }
+}
+
+impl Hash for TopicPartition {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.topic.hash(state);
+        self.partition.hash(state);
+    }
+}
+
+impl Ord for TopicPartition {
+    fn cmp(&self, other: &Self) -> Ordering {
+        if Arc::ptr_eq(&self.topic, &other.topic) {
+            return self.partition.cmp(&other.partition);
+        }
+        self.topic
+            .cmp(&other.topic)
+            .then(self.partition.cmp(&other.partition))
+    }
+}
+
+impl PartialOrd for TopicPartition {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Debug for TopicPartition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.topic, self.partition)
@@ -80,5 +117,32 @@ impl fmt::Debug for TopicPartition {
 impl fmt::Display for TopicPartition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn topic_partition_equality_and_order_ignore_arc_identity() {
+        let a = TopicPartition::new("orders", 1);
+        let b = TopicPartition::new(String::from("orders"), 1);
+        assert_eq!(a, b);
+        assert_eq!(a.cmp(&b), Ordering::Equal);
+        assert!(TopicPartition::new("orders", 0) < a);
+        assert!(TopicPartition::new("a", 9) < TopicPartition::new("b", 0));
+        let c = a.clone();
+        assert!(
+            TopicPartition {
+                partition: 0,
+                ..c.clone()
+            } < c
+        );
+        let set: HashSet<_> = [a.clone(), b, c].into_iter().collect();
+        assert_eq!(set.len(), 1);
+        assert_eq!(a.to_string(), "orders/1");
+        assert_eq!(format!("{a:?}"), "orders/1");
     }
 }
