@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod fetch;
 pub mod group;
 pub mod metadata;
 pub mod retry;
