@@ -26,6 +26,35 @@
 //! **Unknown outcomes.** A request that timed out, or was in flight when the
 //! connection died, may or may not have been applied by the broker. For a
 //! commit or a produce the outcome is UNKNOWN; callers must not assume either.
+//!
+//! **Requests without a response.** A Produce with `acks=0` gets no answer
+//! from the broker; sending one through this connection would leave its
+//! pending entry until the connection closes. kafee's producer uses `acks=all`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use kafee_client::conn::{ConnSettings, Connection};
+//! use kafee_client::config::ClientConfig;
+//! use kafka_protocol::messages::{ApiKey, MetadataRequest};
+//!
+//! # async fn demo() -> Result<(), kafee_client::error::ClientError> {
+//! let config = ClientConfig::builder().bootstrap_servers(["127.0.0.1:9092"]).build()?;
+//! let conn = Connection::connect("127.0.0.1:9092", &ConnSettings::from(&config)).await?;
+//! let timeout = Duration::from_secs(30);
+//!
+//! // One request, at the negotiated version:
+//! let metadata = conn.send(MetadataRequest::default().with_topics(Some(vec![])), timeout).await?;
+//! println!("{} brokers", metadata.brokers.len());
+//!
+//! // Pipelined: both requests are on the wire before the first answer is read.
+//! let v = conn.version(ApiKey::Metadata)?;
+//! let first = conn.start(&MetadataRequest::default().with_topics(Some(vec![])), v)?;
+//! let second = conn.start(&MetadataRequest::default().with_topics(Some(vec![])), v)?;
+//! let (a, b) = (first.wait(timeout).await?, second.wait(timeout).await?);
+//! # let _ = (a, b);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
