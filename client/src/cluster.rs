@@ -178,6 +178,12 @@ impl Cluster {
         self.meta().clone()
     }
 
+    /// Runs `f` on the metadata cache as it is now, without copying it (the
+    /// fetch loop looks up leaders on every plan). `f` must not block.
+    pub fn with_metadata<T>(&self, f: impl FnOnce(&MetadataCache) -> T) -> T {
+        f(&self.meta())
+    }
+
     /// Marks the metadata for refresh on next use.
     pub fn invalidate_metadata(&self) {
         self.meta().mark_stale();
