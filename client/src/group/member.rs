@@ -30,24 +30,7 @@ pub struct Coordinator {
     pub port: i32,
 }
 
-/// One partition of one topic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// The topic.
-    pub topic: String,
-    /// The partition id.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`-`partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
+pub use crate::admin::TopicPartition;
 
 /// FindCoordinator request parameters (key type GROUP).
 #[derive(Debug, Clone, PartialEq, Eq)]
