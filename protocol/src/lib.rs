@@ -12,3 +12,9 @@ pub mod frame;
 pub mod header;
 pub mod records;
 pub mod versions;
+
+pub use codec::{
+    decode_response, decode_response_to, encode_request, peek_correlation_id, ApiRequest,
+};
+pub use error::{ConsumerAction, DecodeError, EncodeError, ErrorCode, FrameError, VersionError};
+pub use versions::{negotiate, Negotiated};
