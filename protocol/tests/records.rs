@@ -5,8 +5,8 @@
 use bytes::{Bytes, BytesMut};
 use kafee_protocol::records::{
     AbortedTransaction, AbortedTransactionFilter, BatchAction, Compression, ControlRecord,
-    ControlRecordType, DecodeLimits, Header, OwnedHeader, OwnedRecord, RecordBatch,
-    RecordBatchBuilder, RecordError, RecordSet, TimestampType,
+    ControlRecordType, DecodeLimits, Header, OwnedRecord, RecordBatch, RecordBatchBuilder,
+    RecordError, RecordSet, TimestampType,
 };
 use proptest::prelude::*;
 
@@ -20,7 +20,32 @@ struct Spec {
     headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
-fn build(base_offset: i64, codec: Compression, specs: &[Spec]) -> (Bytes, Vec<OwnedRecord>) {
+/// What a decoded record should look like: offset, timestamp, key, value, headers.
+#[derive(Debug, Clone, PartialEq)]
+struct Want {
+    offset: i64,
+    timestamp: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Want {
+    fn of(r: &OwnedRecord) -> Want {
+        Want {
+            offset: r.offset(),
+            timestamp: r.timestamp(),
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().map(<[u8]>::to_vec),
+            headers: r
+                .headers()
+                .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
+                .collect(),
+        }
+    }
+}
+
+fn build(base_offset: i64, codec: Compression, specs: &[Spec]) -> (Bytes, Vec<Want>) {
     let mut builder = RecordBatchBuilder::new(base_offset).compression(codec);
     let mut expected = Vec::new();
     let mut offset = base_offset - 1;
@@ -43,20 +68,12 @@ fn build(base_offset: i64, codec: Compression, specs: &[Spec]) -> (Bytes, Vec<Ow
                 &headers,
             )
             .unwrap();
-        expected.push(OwnedRecord {
+        expected.push(Want {
             offset,
             timestamp: spec.timestamp,
-            key: spec.key.clone().map(Bytes::from),
-            value: spec.value.clone().map(Bytes::from),
-            headers: spec
-                .headers
-                .iter()
-                .map(|(k, v)| OwnedHeader {
-                    key: Bytes::from(k.clone()),
-                    value: v.clone().map(Bytes::from),
-                })
-                .collect(),
-            wire_size: 0,
+            key: spec.key.clone(),
+            value: spec.value.clone(),
+            headers: spec.headers.clone(),
         });
     }
     (builder.build().unwrap(), expected)
@@ -134,8 +151,13 @@ proptest! {
             prop_assert_eq!(record.key(), want.key.as_deref());
             prop_assert_eq!(record.value(), want.value.as_deref());
             let headers: Vec<_> = record.headers().map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec))).collect();
-            let want_headers: Vec<_> = want.headers.iter().map(|h| (h.key.to_vec(), h.value.as_ref().map(|v| v.to_vec()))).collect();
-            prop_assert_eq!(headers, want_headers);
+            prop_assert_eq!(&headers, &want.headers);
+            let owned = record.to_owned();
+            prop_assert_eq!(owned.wire_size(), record.wire_size());
+            let key = owned.key_bytes();
+            prop_assert_eq!(key.as_deref(), record.key());
+            let value = owned.value_bytes();
+            prop_assert_eq!(value.as_deref(), record.value());
             wire_total += record.wire_size();
         }
         prop_assert_eq!(views, specs.len());
@@ -144,7 +166,7 @@ proptest! {
             prop_assert_eq!(wire_total + 61, batch.wire_size());
         }
         let owned = decode_all(bytes);
-        let owned: Vec<_> = owned.into_iter().map(|r| OwnedRecord { wire_size: 0, ..r }).collect();
+        let owned: Vec<_> = owned.iter().map(Want::of).collect();
         prop_assert_eq!(owned, expected);
     }
 
@@ -227,7 +249,8 @@ fn exercise(data: Bytes, skip_crc: bool) {
             match record {
                 Ok(record) => {
                     let owned = record.to_owned();
-                    assert_eq!(owned.headers.len(), record.header_count());
+                    assert_eq!(owned.headers().count(), record.header_count());
+                    assert_eq!(owned.owned_headers().len(), record.header_count());
                     for header in record.headers() {
                         let _ = header.key_str();
                     }
@@ -652,9 +675,15 @@ fn owned_records_share_the_buffer() {
     let decoded = batch.decode(&DecodeLimits::default()).unwrap();
     let owned = decoded.records().next().unwrap().unwrap().to_owned();
     let range = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
-    assert!(range.contains(&(owned.value.as_ref().unwrap().as_ptr() as usize)));
-    assert!(range.contains(&(owned.headers[0].key.as_ptr() as usize)));
-    assert_eq!(owned.headers[0].value.as_deref(), Some(&b"x"[..]));
+    assert!(range.contains(&(owned.value_bytes().unwrap().as_ptr() as usize)));
+    let headers = owned.owned_headers();
+    assert!(range.contains(&(headers[0].key.as_ptr() as usize)));
+    assert_eq!(headers[0].value.as_deref(), Some(&b"x"[..]));
+    assert_eq!(owned.key(), Some(&b"key"[..]));
+    // The owned record outlives the batch and its view.
+    drop(decoded);
+    drop(batch);
+    assert_eq!(owned.value(), Some(&b"value"[..]));
 }
 
 #[test]

@@ -353,7 +353,15 @@ impl DecodedBatch {
         Records::new(&self.batch, &self.records)
     }
 
-    /// Collects owned copies of every record (sharing this batch's buffer).
+    /// Validates every record and returns them owned: this batch's buffer
+    /// plus an index (one allocation per batch, none per record).
+    pub fn owned_records(&self) -> Result<super::OwnedRecords, RecordError> {
+        let capacity = self.batch.record_count().clamp(0, 4096) as usize;
+        super::OwnedRecords::collect(self.records(), capacity)
+    }
+
+    /// Collects an [`OwnedRecord`](super::OwnedRecord) per record, each a
+    /// `Bytes` slice of this batch's buffer (one reference count per record).
     pub fn to_owned_records(&self) -> Result<Vec<super::OwnedRecord>, RecordError> {
         let mut out = Vec::with_capacity(self.batch.record_count().clamp(0, 4096) as usize);
         for record in self.records() {

@@ -12,7 +12,9 @@
 //!   records section, decompressed into one buffer if the batch is compressed.
 //! - [`DecodedBatch::records`] iterates [`Record`] views borrowing that
 //!   buffer (no allocation per record); [`Record::to_owned`] gives an
-//!   [`OwnedRecord`] made of `Bytes` slices of the same buffer.
+//!   [`OwnedRecord`] made of `Bytes` slices of the same buffer, and
+//!   [`DecodedBatch::owned_records`] keeps a whole batch's records owned
+//!   ([`OwnedRecords`]: the buffer plus an index, no per-record cost).
 //! - [`AbortedTransactionFilter`] drops aborted transactional data for
 //!   `read_committed`; [`ControlRecord`] decodes transaction markers.
 //! - [`RecordBatchBuilder`] encodes batches, with or without compression.
@@ -54,7 +56,7 @@ pub use control::{
     AbortedTransaction, AbortedTransactionFilter, BatchAction, ControlRecord, ControlRecordType,
 };
 pub use error::RecordError;
-pub use record::{Header, Headers, OwnedHeader, OwnedRecord, Record, Records};
+pub use record::{Header, Headers, OwnedHeader, OwnedRecord, OwnedRecords, Record, Records};
 pub use record_set::RecordSet;
 
 #[cfg(feature = "unstable-fuzzing")]

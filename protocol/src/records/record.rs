@@ -65,6 +65,7 @@ impl<'a> Records<'a> {
         if len > data.len() - p {
             return Err("record length runs past the end of the batch");
         }
+        let body_start = p;
         let end = p + len;
         let body = &data[..end];
         let Some(&attributes) = body.get(p) else {
@@ -133,6 +134,7 @@ impl<'a> Records<'a> {
         self.pos = end;
         Ok(Record {
             buf: self.buf,
+            body: &data[body_start..end],
             offset,
             timestamp,
             key,
@@ -216,6 +218,8 @@ impl<'a> Iterator for Records<'a> {
 #[derive(Clone, Copy)]
 pub struct Record<'a> {
     buf: &'a Bytes,
+    /// The record after its length varint (attributes .. last header).
+    body: &'a [u8],
     offset: i64,
     timestamp: i64,
     key: Option<&'a [u8]>,
@@ -295,23 +299,28 @@ impl<'a> Record<'a> {
         self.wire_size as usize
     }
 
-    /// An owned copy whose key, value and headers are `Bytes` slices of the
-    /// batch's buffer: no copy of the data, one allocation only if the record
-    /// has headers.
+    /// An owned copy sharing the batch's buffer: one `Bytes` slice (a
+    /// reference count, no copy, no allocation) covering the record, with the
+    /// key, value and headers located inside it.
+    #[inline]
     pub fn to_owned(&self) -> OwnedRecord {
+        let base = self.body.as_ptr() as usize;
+        let span = |s: Option<&[u8]>| match s {
+            Some(s) => Span {
+                start: (s.as_ptr() as usize - base) as u32,
+                len: s.len() as u32,
+            },
+            None => Span::NULL,
+        };
         OwnedRecord {
+            data: self.buf.slice_ref(self.body),
             offset: self.offset,
             timestamp: self.timestamp,
-            key: self.key.map(|k| self.buf.slice_ref(k)),
-            value: self.value.map(|v| self.buf.slice_ref(v)),
-            headers: self
-                .headers()
-                .map(|h| OwnedHeader {
-                    key: self.buf.slice_ref(h.key),
-                    value: h.value.map(|v| self.buf.slice_ref(v)),
-                })
-                .collect(),
-            wire_size: self.wire_size as usize,
+            key: span(self.key),
+            value: span(self.value),
+            headers_at: (self.headers.as_ptr() as usize - base) as u32,
+            header_count: self.header_count,
+            wire_size: self.wire_size,
         }
     }
 }
@@ -388,20 +397,267 @@ pub struct OwnedHeader {
     pub value: Option<Bytes>,
 }
 
-/// An owned record: `Bytes` slices sharing the batch's buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    const NULL: Span = Span {
+        start: 0,
+        len: u32::MAX,
+    };
+
+    #[inline]
+    fn get(self, data: &[u8]) -> Option<&[u8]> {
+        if self.len == u32::MAX {
+            return None;
+        }
+        let start = self.start as usize;
+        data.get(start..start.checked_add(self.len as usize)?)
+    }
+
+    #[inline]
+    fn bytes(self, data: &Bytes) -> Option<Bytes> {
+        self.get(data).map(|s| data.slice_ref(s))
+    }
+}
+
+/// An owned record: one `Bytes` slice of the batch's (decompressed) buffer
+/// covering the record, so it can outlive the batch without copying.
+///
+/// Equality compares offset, timestamp, key, value, headers and wire size.
+#[derive(Clone)]
 pub struct OwnedRecord {
+    data: Bytes,
+    offset: i64,
+    timestamp: i64,
+    key: Span,
+    value: Span,
+    headers_at: u32,
+    header_count: u32,
+    wire_size: u32,
+}
+
+impl OwnedRecord {
     /// Absolute offset.
-    pub offset: i64,
+    #[inline]
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
     /// Timestamp in ms (see [`Record::timestamp`]).
-    pub timestamp: i64,
-    /// Key, `None` for null.
-    pub key: Option<Bytes>,
-    /// Value, `None` for null.
-    pub value: Option<Bytes>,
-    /// Headers in wire order.
-    pub headers: Vec<OwnedHeader>,
+    #[inline]
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The key, `None` for null.
+    #[inline]
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.get(&self.data)
+    }
+
+    /// The value, `None` for null.
+    #[inline]
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.get(&self.data)
+    }
+
+    /// The key as a `Bytes` sharing the buffer.
+    pub fn key_bytes(&self) -> Option<Bytes> {
+        self.key.bytes(&self.data)
+    }
+
+    /// The value as a `Bytes` sharing the buffer.
+    pub fn value_bytes(&self) -> Option<Bytes> {
+        self.value.bytes(&self.data)
+    }
+
+    /// Number of headers.
+    #[inline]
+    pub fn header_count(&self) -> usize {
+        self.header_count as usize
+    }
+
+    /// The headers, parsed lazily.
+    pub fn headers(&self) -> Headers<'_> {
+        Headers {
+            data: self
+                .data
+                .get(self.headers_at as usize..)
+                .unwrap_or_default(),
+            pos: 0,
+            remaining: self.header_count,
+        }
+    }
+
+    /// The headers as `Bytes` sharing the buffer.
+    pub fn owned_headers(&self) -> Vec<OwnedHeader> {
+        self.headers()
+            .map(|h| OwnedHeader {
+                key: self.data.slice_ref(h.key),
+                value: h.value.map(|v| self.data.slice_ref(v)),
+            })
+            .collect()
+    }
+
     /// Bytes of the record in the uncompressed records section, including its
     /// length varint (see [`Record::wire_size`]).
-    pub wire_size: usize,
+    #[inline]
+    pub fn wire_size(&self) -> usize {
+        self.wire_size as usize
+    }
+}
+
+impl PartialEq for OwnedRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.offset == other.offset
+            && self.timestamp == other.timestamp
+            && self.key() == other.key()
+            && self.value() == other.value()
+            && self.wire_size == other.wire_size
+            && self.headers().eq(other.headers())
+    }
+}
+
+impl Eq for OwnedRecord {}
+
+impl std::fmt::Debug for OwnedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedRecord")
+            .field("offset", &self.offset)
+            .field("timestamp", &self.timestamp)
+            .field("key", &self.key())
+            .field("value", &self.value())
+            .field("headers", &self.headers().collect::<Vec<_>>())
+            .field("wire_size", &self.wire_size)
+            .finish()
+    }
+}
+
+/// Where one record lies in an [`OwnedRecords`] buffer.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    offset: i64,
+    timestamp: i64,
+    body: Span,
+    key: Span,
+    value: Span,
+    headers_at: u32,
+    header_count: u32,
+    wire_size: u32,
+    attributes: i8,
+}
+
+/// The validated records of one batch, owned: the batch's (decompressed)
+/// buffer plus an index of where each record lies. `'static`, `Send`, cheap to
+/// keep in a batch accumulator; no per-record reference count or allocation.
+///
+/// [`iter`](Self::iter) and [`get`](Self::get) hand out [`Record`] views; a
+/// single record detaches with [`Record::to_owned`].
+#[derive(Debug, Clone)]
+pub struct OwnedRecords {
+    data: Bytes,
+    entries: Vec<Entry>,
+}
+
+impl OwnedRecords {
+    /// Decodes and validates every record of `records`.
+    pub(crate) fn collect(
+        records: Records<'_>,
+        capacity: usize,
+    ) -> Result<OwnedRecords, RecordError> {
+        let data = records.buf.clone();
+        let base = data.as_ptr() as usize;
+        let mut entries = Vec::with_capacity(capacity);
+        for record in records {
+            let r = record?;
+            let body_at = r.body.as_ptr() as usize;
+            let span = |s: Option<&[u8]>| match s {
+                Some(s) => Span {
+                    start: (s.as_ptr() as usize - body_at) as u32,
+                    len: s.len() as u32,
+                },
+                None => Span::NULL,
+            };
+            entries.push(Entry {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                body: Span {
+                    start: (body_at - base) as u32,
+                    len: r.body.len() as u32,
+                },
+                key: span(r.key),
+                value: span(r.value),
+                headers_at: (r.headers.as_ptr() as usize - body_at) as u32,
+                header_count: r.header_count,
+                wire_size: r.wire_size,
+                attributes: r.attributes,
+            });
+        }
+        Ok(OwnedRecords { data, entries })
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The uncompressed records section the records live in.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The `index`-th record.
+    pub fn get(&self, index: usize) -> Option<Record<'_>> {
+        self.entries.get(index).and_then(|e| self.view(e))
+    }
+
+    /// Iterates the records in offset order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Record<'_>> + '_ {
+        // Entries were built from this buffer, so `view` always succeeds.
+        self.entries
+            .iter()
+            .map(|e| self.view(e).unwrap_or_else(|| self.empty_view(e)))
+    }
+
+    #[inline]
+    fn view(&self, e: &Entry) -> Option<Record<'_>> {
+        let body = e.body.get(&self.data)?;
+        Some(Record {
+            buf: &self.data,
+            body,
+            offset: e.offset,
+            timestamp: e.timestamp,
+            key: e.key.get(body),
+            value: e.value.get(body),
+            headers: body.get(e.headers_at as usize..)?,
+            header_count: e.header_count,
+            attributes: e.attributes,
+            wire_size: e.wire_size,
+        })
+    }
+
+    #[cold]
+    fn empty_view(&self, e: &Entry) -> Record<'_> {
+        Record {
+            buf: &self.data,
+            body: &[],
+            offset: e.offset,
+            timestamp: e.timestamp,
+            key: None,
+            value: None,
+            headers: &[],
+            header_count: 0,
+            attributes: e.attributes,
+            wire_size: e.wire_size,
+        }
+    }
 }

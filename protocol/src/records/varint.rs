@@ -4,17 +4,24 @@
 //! Errors are static strings: the caller wraps them into a
 //! [`RecordError::MalformedRecord`](super::RecordError) with its context.
 
-/// Decodes a zig-zag varint (i32) at `*pos`, advancing `*pos`.
+/// Decodes a zig-zag varint (i32) at `*pos`, advancing `*pos`. One- and
+/// two-byte encodings (the common case in records) stay inline.
 #[inline(always)]
 pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, &'static str> {
     let p = *pos;
-    match buf.get(p) {
-        Some(&b) if b < 0x80 => {
-            *pos = p + 1;
-            Ok(unzigzag32(u32::from(b)))
+    let Some(&b0) = buf.get(p) else {
+        return Err("varint runs past the end of the record");
+    };
+    if b0 < 0x80 {
+        *pos = p + 1;
+        return Ok(unzigzag32(u32::from(b0)));
+    }
+    match buf.get(p + 1) {
+        Some(&b1) if b1 < 0x80 => {
+            *pos = p + 2;
+            Ok(unzigzag32(u32::from(b0 & 0x7f) | (u32::from(b1) << 7)))
         }
-        Some(_) => read_varint_slow(buf, pos),
-        None => Err("varint runs past the end of the record"),
+        _ => read_varint_slow(buf, pos),
     }
 }
 
@@ -36,17 +43,24 @@ fn read_varint_slow(buf: &[u8], pos: &mut usize) -> Result<i32, &'static str> {
     Err("varint is longer than 5 bytes")
 }
 
-/// Decodes a zig-zag varlong (i64) at `*pos`, advancing `*pos`.
+/// Decodes a zig-zag varlong (i64) at `*pos`, advancing `*pos`. One- and
+/// two-byte encodings stay inline.
 #[inline(always)]
 pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, &'static str> {
     let p = *pos;
-    match buf.get(p) {
-        Some(&b) if b < 0x80 => {
-            *pos = p + 1;
-            Ok(unzigzag64(u64::from(b)))
+    let Some(&b0) = buf.get(p) else {
+        return Err("varlong runs past the end of the record");
+    };
+    if b0 < 0x80 {
+        *pos = p + 1;
+        return Ok(unzigzag64(u64::from(b0)));
+    }
+    match buf.get(p + 1) {
+        Some(&b1) if b1 < 0x80 => {
+            *pos = p + 2;
+            Ok(unzigzag64(u64::from(b0 & 0x7f) | (u64::from(b1) << 7)))
         }
-        Some(_) => read_varlong_slow(buf, pos),
-        None => Err("varlong runs past the end of the record"),
+        _ => read_varlong_slow(buf, pos),
     }
 }
 
