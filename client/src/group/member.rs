@@ -515,7 +515,8 @@ impl GroupMember {
 
     /// The earliest instant at which [`poll`](Self::poll) has something to
     /// do without a new event; `None` when only an event can make progress
-    /// (or the member is closed or failed).
+    /// (or the member is closed or failed). Before the first `poll` it knows
+    /// no time and returns `None`: poll once at start.
     pub fn next_deadline(&self) -> Option<Instant> {
         if !self.queue.is_empty() {
             return self.last_now;
@@ -531,19 +532,11 @@ impl GroupMember {
         };
         if self.coordinator.is_none() {
             if self.find_coordinator.is_none() && self.wants_coordinator() {
-                consider(Some(
-                    self.coordinator_retry_at
-                        .or(self.last_now)
-                        .unwrap_or_else(Instant::now),
-                ));
+                consider(self.coordinator_retry_at.or(self.last_now));
             }
         } else {
             if self.may_join() {
-                consider(Some(
-                    self.join_retry_at
-                        .or(self.last_now)
-                        .unwrap_or_else(Instant::now),
-                ));
+                consider(self.join_retry_at.or(self.last_now));
             }
             if self.may_heartbeat() && self.heartbeat.is_none() {
                 consider(self.next_heartbeat_at);
