@@ -185,6 +185,10 @@ pub enum ClientError {
         /// The last error seen while retrying, if any.
         last: Option<Box<ClientError>>,
     },
+
+    /// The group membership failed (fatal for this member).
+    #[error(transparent)]
+    Group(#[from] crate::group::GroupError),
 }
 
 impl ClientError {

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod consumer;
 pub mod error;
 pub mod fetch;
 pub mod group;

@@ -123,6 +123,13 @@ impl Fetcher {
         }
     }
 
+    /// A cloneable handle that assigns, revokes, seeks and pauses.
+    pub fn control(&self) -> FetchControl {
+        FetchControl {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Starts fetching `tp` at `position`; returns its assignment epoch.
     pub fn assign(&self, tp: TopicPartition, position: Position) -> u64 {
         let epoch = self.shared.cursors().assign(tp, position);
@@ -184,6 +191,26 @@ impl Fetcher {
                 _ => return Some(event),
             }
         }
+    }
+}
+
+/// Controls a [`Fetcher`] from another task (the group driver).
+#[derive(Debug, Clone)]
+pub struct FetchControl {
+    shared: Arc<Shared>,
+}
+
+impl FetchControl {
+    /// See [`Fetcher::assign`].
+    pub fn assign(&self, tp: TopicPartition, position: Position) -> u64 {
+        let epoch = self.shared.cursors().assign(tp, position);
+        self.shared.wake.notify_one();
+        epoch
+    }
+
+    /// See [`Fetcher::revoke`].
+    pub fn revoke(&self, tp: &TopicPartition) -> bool {
+        self.shared.cursors().revoke(tp)
     }
 }
 
