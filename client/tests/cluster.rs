@@ -63,6 +63,7 @@ on_both_brokers!(
     list_offsets_of_an_unknown_topic_is_a_per_partition_error,
     coordinator_lookup_returns_a_live_connection,
     pipelined_requests_on_one_connection_all_complete,
+    thousands_of_pipelined_requests_complete,
 );
 
 async fn connect_negotiates_the_consumer_apis(addr: &str) {
@@ -344,4 +345,44 @@ async fn pipelined_requests_on_one_connection_all_complete(addr: &str) {
         assert!(!response.brokers.is_empty());
     }
     assert_eq!(conn.in_flight(), 0);
+}
+
+/// Keeps 256 requests in flight on one connection for 5000 requests: every
+/// one answered, none lost or crossed. Prints the rate (run with
+/// `--nocapture` to see it).
+async fn thousands_of_pipelined_requests_complete(addr: &str) {
+    let conn = Connection::connect(addr, &ConnSettings::from(&config(addr)))
+        .await
+        .unwrap();
+    let v = conn.version(ApiKey::Metadata).unwrap();
+    let request = kafee_client::metadata::metadata_request(v, &[]);
+    let total = 5000;
+    let window = 256;
+    let started = std::time::Instant::now();
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut done = 0;
+    for i in 0..total {
+        in_flight.push_back(conn.start(&request, v).unwrap());
+        if in_flight.len() == window || i + 1 == total {
+            while let Some(call) = in_flight.pop_front() {
+                let response = call.wait(Duration::from_secs(20)).await.unwrap();
+                assert!(!response.brokers.is_empty());
+                done += 1;
+                if in_flight.len() < window / 2 && i + 1 < total {
+                    break;
+                }
+            }
+        }
+    }
+    while let Some(call) = in_flight.pop_front() {
+        call.wait(Duration::from_secs(20)).await.unwrap();
+        done += 1;
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(done, total);
+    assert_eq!(conn.in_flight(), 0);
+    println!(
+        "{addr}: {total} pipelined Metadata requests in {elapsed:?} ({:.0}/s)",
+        total as f64 / elapsed.as_secs_f64()
+    );
 }

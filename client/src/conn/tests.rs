@@ -434,6 +434,23 @@ async fn timed_out_request_is_cleaned_up_when_its_late_response_arrives() {
 }
 
 #[tokio::test]
+async fn a_frame_much_larger_than_one_read_arrives_whole() {
+    let (conn, mut broker) = pair().await;
+    let v = conn.version(ApiKey::Metadata).unwrap();
+    let call = conn.start(&MetadataRequest::default(), v).unwrap();
+    let (h, _) = broker.next_request().await;
+    let big = "x".repeat(700_000);
+    let frame = encode_response(h.correlation_id, v, &metadata_named(&big));
+    assert!(frame.len() > 10 * READ_CHUNK);
+    for piece in frame.chunks(7_000) {
+        broker.raw(piece).await;
+    }
+    let resp = call.wait(T).await.unwrap();
+    assert_eq!(resp.cluster_id.as_deref().map(str::len), Some(700_000));
+    assert!(!conn.is_dead());
+}
+
+#[tokio::test]
 async fn dropping_the_last_handle_fails_requests_still_awaited() {
     let (conn, mut broker) = pair().await;
     let v = conn.version(ApiKey::Metadata).unwrap();
