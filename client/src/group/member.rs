@@ -1326,6 +1326,16 @@ impl GroupMember {
                 return;
             }
         };
+        if let Some((topic, _)) = assignment
+            .partitions()
+            .find(|(t, _)| !self.config.topics.iter().any(|s| s == t))
+        {
+            // As Java: never take partitions of a topic we did not subscribe
+            // to; rejoin (after backoff, so a faulty leader cannot spin us).
+            let reason = format!("assignment names topic {topic:?}, which is not subscribed");
+            self.rejoin_after_backoff(now, &reason);
+            return;
+        }
         let partitions: BTreeSet<TopicPartition> = assignment
             .partitions()
             .map(|(t, p)| TopicPartition::new(t, p))

@@ -445,6 +445,32 @@ fn sync_inconsistencies_and_bad_assignment_are_fatal_and_empty_assignment_is_non
     }
 }
 
+/// Java's checkAssignmentMatchedSubscription: an assignment naming a topic
+/// we do not subscribe to is not taken; the member rejoins.
+#[test]
+fn assignment_outside_the_subscription_is_refused() {
+    let mut h = H::new(config());
+    h.find();
+    let join = h.expect_join();
+    h.m.on_join_response(h.now, join.request_id, join_ok("m-1", "x", 1));
+    let sync = h.expect_sync();
+    h.m.on_sync_response(
+        h.now,
+        sync.request_id,
+        sync_ok(assignment_bytes(&[("t", &[0]), ("other", &[0])])),
+    );
+    assert!(h.drain().is_empty());
+    assert!(h.m.owned_partitions().is_empty());
+    assert!(!h.m.can_commit());
+    assert_eq!(h.wait_deadline(), 100 * MS);
+    let join = h.expect_join();
+    assert_eq!(join.member_id, "m-1");
+    assert_eq!(
+        join.reason,
+        "assignment names topic \"other\", which is not subscribed"
+    );
+}
+
 // ----- heartbeat -----------------------------------------------------------
 
 /// KAFKA_NOTES: heartbeat REBALANCE_IN_PROGRESS -> revoke cleanly (commit
