@@ -27,9 +27,11 @@
 //! gigabytes, and a failed allocation aborts the process. Only a fix in
 //! kafka-protocol (cap the capacity by the remaining bytes; upstream pull
 //! requests 152, 161 and 200 propose it) or our own decoders remove this;
-//! until then a broker that sends such a body can crash the client. The
-//! `response_decode` fuzz target finds it within seconds (see
-//! `scripts/fuzz-smoke`).
+//! until then a broker that sends such a body can crash the client. The test
+//! `known_hazard_kafka_protocol_preallocates_from_wire_counts` demonstrates
+//! it (and fails once kafka-protocol is fixed); the `response_decode` fuzz
+//! target finds it within seconds, so it serves such allocations with
+//! unbacked address space in order to keep looking for other bugs.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -501,24 +503,20 @@ mod tests {
 
     #[test]
     fn wrong_version_is_caught() {
-        // A v0 Heartbeat body read as v4: the flexible header wants tagged fields.
+        // A v0 Heartbeat body (error code only) read as v1 (throttle time first).
         let mut buf = BytesMut::new();
         encode_response(&mut buf, ApiKey::Heartbeat, 1, 0, &heartbeat_response()).unwrap();
         let body = split_frame(&mut buf, LIMIT).unwrap().unwrap();
         let err = decode_response::<HeartbeatResponse>(ApiKey::Heartbeat, 1, body).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot decode Heartbeat v1 body: Failed to decode i32: buffer underflow".replace(
-                "Failed to decode i32: buffer underflow",
-                &body_error_of(ApiKey::Heartbeat)
-            )
-        );
-    }
-
-    fn body_error_of(_key: ApiKey) -> String {
-        // The exact wording comes from kafka-protocol; capture it once.
-        let mut b = Bytes::from_static(&[0, 27]);
-        format!("{:#}", HeartbeatResponse::decode(&mut b, 1).unwrap_err())
+        assert!(matches!(
+            err,
+            DecodeError::Body {
+                api_key: ApiKey::Heartbeat,
+                version: 1,
+                ..
+            }
+        ));
+        assert_eq!(err.to_string(), "cannot decode Heartbeat v1 body: Not enough bytes remaining in buffer to read value (requested 4 but only 2 available)");
     }
 
     #[test]
@@ -623,7 +621,8 @@ mod tests {
             bytes in proptest::collection::vec(prop_oneof![Just(0u8), Just(0xffu8)], 0..64),
         ) {
             let key = SUPPORTED[index].api_key;
-            prop_assume!(key.response_header_version(version) == 0 && key != ApiKey::ApiVersions || version < 3);
+            // Non-flexible versions only: flexible ones read varints, where 0xff
+            // bytes build large counts.
             prop_assume!(key.request_header_version(version) < 2);
             let _ = decode_any_response(key, version, Bytes::from(bytes));
         }
