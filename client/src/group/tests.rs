@@ -1050,6 +1050,21 @@ fn close_before_any_member_id_just_closes() {
     assert_eq!(h.drain(), vec![Action::Closed]);
 }
 
+/// Found by the invariant proptest: a partition-count answer arriving after
+/// close reopened the member (the phase was swapped out before checking it).
+#[test]
+fn partition_counts_after_close_do_not_reopen_the_member() {
+    let mut h = H::new(config());
+    h.find();
+    h.expect_join();
+    h.m.request_leave(h.now);
+    assert_eq!(h.drain(), vec![Action::Closed]);
+    h.m.on_coordinator_disconnected(h.now);
+    h.m.on_partition_counts(h.now, &[("t".to_string(), 3)].into());
+    assert_eq!(h.m.state(), MemberState::Closed);
+    assert!(h.drain().is_empty());
+}
+
 // ----- OffsetCommit codes that affect membership ---------------------------
 
 #[test]
