@@ -347,3 +347,33 @@ async fn coordinator_lookup_gives_up_at_the_request_timeout() {
     let n = fake.script().find_coordinator_requests;
     assert!((3..30).contains(&n), "{n}");
 }
+
+#[tokio::test]
+async fn a_broker_that_never_answers_the_handshake_times_out_the_connect() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // Accepts, reads, never answers.
+    let _silent = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut sink = Vec::new();
+        let _ = socket.read_to_end(&mut sink).await;
+    });
+    let settings = ConnSettings {
+        client_id: "t".into(),
+        max_frame_bytes: 1 << 20,
+        request_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_millis(200),
+    };
+    let start = std::time::Instant::now();
+    let err = Connection::connect(&addr, &settings).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::ConnectTimeout { ref broker, timeout }
+            if *broker == addr && timeout == Duration::from_millis(200)),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        err.to_string(),
+        format!("connecting to {addr}: not connected within 200ms")
+    );
+}
