@@ -97,6 +97,12 @@
 //!   commits resume after FindCoordinator. A JoinGroup or SyncGroup that hits
 //!   them is retried from JoinGroup (the new coordinator does not know the
 //!   pending round), with backoff, keeping the member id.
+//! - **Only subscribed topics are taken.** An assignment naming a topic this
+//!   member does not subscribe to is refused and the member rejoins after
+//!   backoff (Java's `checkAssignmentMatchedSubscription`).
+//! - **Leader duties end at SyncGroup.** The leader does not watch metadata;
+//!   the driver calls [`GroupMember::request_rejoin`] when the partition
+//!   count of a subscribed topic changes.
 //! - **Eager protocol.** Like Java's `range`/`roundrobin`, every owned
 //!   partition is revoked before rejoining, so JoinGroup's subscription
 //!   carries no owned partitions and SyncGroup's assignment replaces the
