@@ -207,8 +207,9 @@ impl ClientConfigBuilder {
 
     /// `request.timeout.ms` (default 30 s). When it expires the caller stops
     /// waiting; a commit or produce whose request timed out has an unknown
-    /// outcome. Must exceed any time the broker may hold a request (fetch.max.wait.ms,
-    /// a JoinGroup's rebalance timeout is passed separately by the group driver).
+    /// outcome. Requests the broker holds on purpose (a Fetch for up to
+    /// `fetch.max.wait.ms`, a JoinGroup for up to the rebalance timeout) need
+    /// that time added by their caller.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.config.request_timeout = timeout;
         self
