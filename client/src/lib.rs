@@ -13,4 +13,5 @@ pub mod error;
 pub mod fetch;
 pub mod group;
 pub mod metadata;
+pub mod produce;
 pub mod retry;

@@ -1,0 +1,739 @@
+//! The record accumulator: per-partition queues of batches, drained by
+//! linger and size into one request per leader.
+//!
+//! Sans-IO: [`ProduceAccumulator`] is a plain struct driven by `now`; the
+//! producer task feeds it records and drains it, and tests drive it with
+//! explicit instants.
+//!
+//! ```text
+//!  append ──► partition queue: [full batch][full batch][open batch] ◄─ tail
+//!                   │ front
+//!                   ▼ ready when: not in flight, backoff over, and
+//!                     (full | more than one batch | linger elapsed | flushing | retry)
+//!  drain(now, leader_of) ──► node → [batch of p0, batch of p3, ...] (≤ max.request.size)
+//!  complete(tp) / retry(batch) when the answer arrives; expire(now) after delivery.timeout.ms
+//! ```
+//!
+//! Invariants:
+//! * At most one batch per partition is in flight, and a retried batch goes
+//!   back to the *front* of its queue: records of one partition are written
+//!   in the order they were appended (a request whose answer was lost may
+//!   still duplicate them).
+//! * Only the tail batch of a queue takes records; every batch before it is
+//!   full.
+//! * A batch takes at least one record however large it is (a record above
+//!   `batch.size` gets a batch of its own).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafee_protocol::records::{
+    Compression, EncodeError, Header, RecordBatchBuilder, RECORD_BATCH_HEADER_SIZE,
+};
+
+use crate::admin::TopicPartition;
+
+/// Upper bound of the encoded size of one record in a batch (before
+/// compression): its fields plus the largest varints of every length.
+pub fn record_size_bound(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[(&[u8], Option<&[u8]>)],
+) -> usize {
+    // length (5) + attributes (1) + timestamp delta (10) + offset delta (5)
+    // + key length (5) + value length (5) + header count (5)
+    let mut size = 36 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+    for (k, v) in headers {
+        size += 10 + k.len() + v.map_or(0, <[u8]>::len);
+    }
+    size
+}
+
+/// Settings the accumulator needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccumulatorConfig {
+    /// `linger.ms`.
+    pub linger: Duration,
+    /// `batch.size`.
+    pub batch_size: usize,
+    /// `max.request.size`: bound of the batches drained for one request.
+    pub max_request_size: usize,
+    /// `compression.type` of the batches.
+    pub compression: Compression,
+    /// `delivery.timeout.ms`: a queued batch older than this expires.
+    pub delivery_timeout: Duration,
+    /// How long a partition without a leader waits before the next drain
+    /// looks at it again (`retry.backoff.ms`).
+    pub no_leader_backoff: Duration,
+}
+
+/// One record of a batch: the timestamp it was written with, and the
+/// caller's handle (the producer keeps the waiting caller there).
+#[derive(Debug)]
+pub struct BatchRecord<T> {
+    /// Timestamp written into the batch (milliseconds since the epoch).
+    pub timestamp: i64,
+    /// The caller's handle.
+    pub handle: T,
+}
+
+/// A batch of records for one partition.
+#[derive(Debug)]
+pub struct ProducerBatch<T> {
+    topic_partition: TopicPartition,
+    seq: u64,
+    builder: RecordBatchBuilder,
+    encoded: Option<Bytes>,
+    records: Vec<BatchRecord<T>>,
+    created_at: Instant,
+    attempts: u32,
+    full: bool,
+}
+
+impl<T> ProducerBatch<T> {
+    /// The partition.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.topic_partition
+    }
+
+    /// The batch's sequence number, unique within its accumulator.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The records, in offset order (record `i` gets `base_offset + i`).
+    pub fn records(&self) -> &[BatchRecord<T>] {
+        &self.records
+    }
+
+    /// Takes the records out (to complete them).
+    pub fn into_records(self) -> Vec<BatchRecord<T>> {
+        self.records
+    }
+
+    /// When the first record was appended; the batch expires
+    /// `delivery.timeout.ms` later.
+    pub fn created_at(&self) -> Instant {
+        self.created_at
+    }
+
+    /// How many times the batch was sent before.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Estimated size: batch header plus uncompressed records.
+    pub fn size(&self) -> usize {
+        RECORD_BATCH_HEADER_SIZE + self.builder.records_size()
+    }
+
+    /// The encoded batch (set when it is drained; kept for retries).
+    pub fn encoded(&self) -> Option<&Bytes> {
+        self.encoded.as_ref()
+    }
+
+    fn encode(&mut self) -> Result<Bytes, EncodeError> {
+        if let Some(bytes) = &self.encoded {
+            return Ok(bytes.clone());
+        }
+        let bytes = self.builder.build()?;
+        self.encoded = Some(bytes.clone());
+        Ok(bytes)
+    }
+}
+
+#[derive(Debug)]
+struct PartitionQueue<T> {
+    batches: VecDeque<ProducerBatch<T>>,
+    in_flight: bool,
+    retry_at: Option<Instant>,
+}
+
+impl<T> PartitionQueue<T> {
+    fn new() -> Self {
+        PartitionQueue {
+            batches: VecDeque::new(),
+            in_flight: false,
+            retry_at: None,
+        }
+    }
+
+    /// When the front batch becomes ready, if it is not blocked (in flight).
+    fn ready_at(&self, linger: Duration, flushing: bool) -> Option<Instant> {
+        if self.in_flight {
+            return None;
+        }
+        let front = self.batches.front()?;
+        let ready = if front.full || self.batches.len() > 1 || flushing || front.attempts > 0 {
+            front.created_at
+        } else {
+            front.created_at + linger
+        };
+        Some(match self.retry_at {
+            Some(at) => at.max(ready),
+            None => ready,
+        })
+    }
+}
+
+/// Where an appended record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Sequence number of the batch that took the record.
+    pub batch_seq: u64,
+    /// Offset of the record within its batch.
+    pub index: usize,
+    /// Whether the record started a new batch.
+    pub new_batch: bool,
+}
+
+/// What [`ProduceAccumulator::drain`] hands out.
+#[derive(Debug)]
+pub struct Drained<T> {
+    /// Batches ready to send, per leader node id; each node's batches fit one
+    /// request of `max.request.size` (or are a single batch).
+    pub by_node: BTreeMap<i32, Vec<ProducerBatch<T>>>,
+    /// Partitions with ready batches but no known leader: the metadata must
+    /// be refreshed. They wait `no_leader_backoff` before the next look.
+    pub no_leader: Vec<TopicPartition>,
+    /// Batches that could not be encoded (a compressor failure); they are
+    /// out of the accumulator and must be failed.
+    pub failed: Vec<(ProducerBatch<T>, EncodeError)>,
+}
+
+impl<T> Default for Drained<T> {
+    fn default() -> Self {
+        Drained {
+            by_node: BTreeMap::new(),
+            no_leader: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+}
+
+/// Per-partition queues of record batches. See the [module](self) docs.
+#[derive(Debug)]
+pub struct ProduceAccumulator<T> {
+    config: AccumulatorConfig,
+    queues: BTreeMap<TopicPartition, PartitionQueue<T>>,
+    next_seq: u64,
+    flushing: bool,
+    records: usize,
+}
+
+impl<T> ProduceAccumulator<T> {
+    /// An empty accumulator.
+    pub fn new(config: AccumulatorConfig) -> Self {
+        ProduceAccumulator {
+            config,
+            queues: BTreeMap::new(),
+            next_seq: 0,
+            flushing: false,
+            records: 0,
+        }
+    }
+
+    /// Records held (queued, not in flight).
+    pub fn queued_records(&self) -> usize {
+        self.records
+    }
+
+    /// Whether nothing is queued (batches in flight are not counted).
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// While set, every batch is ready regardless of linger (flush, close).
+    pub fn set_flushing(&mut self, flushing: bool) {
+        self.flushing = flushing;
+    }
+
+    /// Whether a batch of this partition is in flight.
+    pub fn is_in_flight(&self, tp: &TopicPartition) -> bool {
+        self.queues.get(tp).is_some_and(|q| q.in_flight)
+    }
+
+    /// The sequence number of the open (tail, not full) batch of a partition.
+    pub fn open_batch(&self, tp: &TopicPartition) -> Option<u64> {
+        let tail = self.queues.get(tp)?.batches.back()?;
+        (!tail.full && tail.attempts == 0 && tail.encoded.is_none()).then_some(tail.seq)
+    }
+
+    /// Appends a record to the partition's open batch, or to a new batch when
+    /// there is none or the record would take it past `batch.size`.
+    ///
+    /// On an encoding error the handle is given back with the error and
+    /// nothing changes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &mut self,
+        tp: &TopicPartition,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+        handle: T,
+        now: Instant,
+    ) -> Result<Appended, (EncodeError, T)> {
+        let bound = {
+            let pairs: Vec<(&[u8], Option<&[u8]>)> =
+                headers.iter().map(|h| (h.key, h.value)).collect();
+            record_size_bound(key, value, &pairs)
+        };
+        let config = self.config;
+        if !self.queues.contains_key(tp) {
+            self.queues.insert(tp.clone(), PartitionQueue::new());
+        }
+        let next_seq = &mut self.next_seq;
+        let Some(queue) = self.queues.get_mut(tp) else {
+            return Err((
+                EncodeError::TooLarge {
+                    what: "partition queue",
+                    len: 0,
+                },
+                handle,
+            ));
+        };
+        let tail_open = queue.batches.back().is_some_and(|b| {
+            !b.full
+                && b.attempts == 0
+                && b.encoded.is_none()
+                && (b.records.is_empty() || b.size() + bound <= config.batch_size)
+        });
+        if !tail_open {
+            if let Some(tail) = queue.batches.back_mut() {
+                tail.full = true;
+            }
+            let seq = *next_seq;
+            *next_seq += 1;
+            queue.batches.push_back(ProducerBatch {
+                topic_partition: tp.clone(),
+                seq,
+                builder: RecordBatchBuilder::new(0).compression(config.compression),
+                encoded: None,
+                records: Vec::new(),
+                created_at: now,
+                attempts: 0,
+                full: false,
+            });
+        }
+        let Some(batch) = queue.batches.back_mut() else {
+            return Err((
+                EncodeError::TooLarge {
+                    what: "partition queue",
+                    len: 0,
+                },
+                handle,
+            ));
+        };
+        if let Err(e) = batch.builder.append(timestamp, key, value, headers) {
+            if batch.records.is_empty() {
+                queue.batches.pop_back();
+                if queue.batches.is_empty() && !queue.in_flight {
+                    self.queues.remove(tp);
+                }
+            }
+            return Err((e, handle));
+        }
+        batch.records.push(BatchRecord { timestamp, handle });
+        if batch.size() >= config.batch_size {
+            batch.full = true;
+        }
+        self.records += 1;
+        Ok(Appended {
+            batch_seq: batch.seq,
+            index: batch.records.len() - 1,
+            new_batch: !tail_open,
+        })
+    }
+
+    /// Takes the ready batches out, grouped by leader: at most one batch per
+    /// partition (none of a partition with a batch in flight), and per node
+    /// no more than `max.request.size` (but always at least one batch).
+    /// The partitions of the batches handed out are marked in flight until
+    /// [`complete`](Self::complete) or [`retry`](Self::retry).
+    pub fn drain(
+        &mut self,
+        now: Instant,
+        leader_of: impl Fn(&TopicPartition) -> Option<i32>,
+    ) -> Drained<T> {
+        let mut out = Drained::default();
+        let mut sizes: BTreeMap<i32, usize> = BTreeMap::new();
+        let linger = self.config.linger;
+        let flushing = self.flushing;
+        for (tp, queue) in self.queues.iter_mut() {
+            match queue.ready_at(linger, flushing) {
+                Some(at) if at <= now => {}
+                _ => continue,
+            }
+            let Some(node) = leader_of(tp) else {
+                queue.retry_at = Some(now + self.config.no_leader_backoff);
+                out.no_leader.push(tp.clone());
+                continue;
+            };
+            let Some(front) = queue.batches.front_mut() else {
+                continue;
+            };
+            let size = match front.encode() {
+                Ok(bytes) => bytes.len(),
+                Err(e) => {
+                    if let Some(batch) = queue.batches.pop_front() {
+                        self.records -= batch.records.len();
+                        out.failed.push((batch, e));
+                    }
+                    continue;
+                }
+            };
+            let used = sizes.entry(node).or_insert(0);
+            if *used > 0 && *used + size > self.config.max_request_size {
+                continue;
+            }
+            *used += size;
+            if let Some(batch) = queue.batches.pop_front() {
+                self.records -= batch.records.len();
+                queue.in_flight = true;
+                queue.retry_at = None;
+                out.by_node.entry(node).or_default().push(batch);
+            }
+        }
+        self.queues
+            .retain(|_, q| q.in_flight || !q.batches.is_empty());
+        out
+    }
+
+    /// The answer for a partition's in-flight batch arrived and was handled
+    /// (success or final failure): the partition may send its next batch.
+    pub fn complete(&mut self, tp: &TopicPartition) {
+        if let Some(queue) = self.queues.get_mut(tp) {
+            queue.in_flight = false;
+            if queue.batches.is_empty() {
+                self.queues.remove(tp);
+            }
+        }
+    }
+
+    /// Puts an in-flight batch back at the front of its queue, to be sent
+    /// again at `retry_at` or later.
+    pub fn retry(&mut self, mut batch: ProducerBatch<T>, retry_at: Instant) {
+        batch.attempts = batch.attempts.saturating_add(1);
+        self.records += batch.records.len();
+        let queue = self
+            .queues
+            .entry(batch.topic_partition.clone())
+            .or_insert_with(PartitionQueue::new);
+        queue.in_flight = false;
+        queue.retry_at = Some(retry_at);
+        queue.batches.push_front(batch);
+    }
+
+    /// Takes out every queued batch created `delivery.timeout.ms` or longer
+    /// before `now` (batches in flight are not in the queues).
+    pub fn expire(&mut self, now: Instant) -> Vec<ProducerBatch<T>> {
+        let timeout = self.config.delivery_timeout;
+        let mut expired = Vec::new();
+        for queue in self.queues.values_mut() {
+            // Batches are in creation order, except that a retried batch
+            // returns to the front; it is also the oldest.
+            while queue
+                .batches
+                .front()
+                .is_some_and(|b| b.created_at + timeout <= now)
+            {
+                if let Some(batch) = queue.batches.pop_front() {
+                    expired.push(batch);
+                }
+            }
+        }
+        for batch in &expired {
+            self.records -= batch.records.len();
+        }
+        self.queues
+            .retain(|_, q| q.in_flight || !q.batches.is_empty());
+        expired
+    }
+
+    /// The earliest instant at which [`drain`](Self::drain) or
+    /// [`expire`](Self::expire) has something to do; `None` when nothing is
+    /// queued.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |at: Instant| {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        };
+        for queue in self.queues.values() {
+            if let Some(at) = queue.ready_at(self.config.linger, self.flushing) {
+                consider(at);
+            }
+            if let Some(front) = queue.batches.front() {
+                consider(front.created_at + self.config.delivery_timeout);
+            }
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use kafee_protocol::records::{DecodeLimits, RecordBatch};
+    use proptest::prelude::*;
+
+    fn config() -> AccumulatorConfig {
+        AccumulatorConfig {
+            linger: Duration::from_millis(5),
+            batch_size: 1000,
+            max_request_size: 4000,
+            compression: Compression::None,
+            delivery_timeout: Duration::from_secs(10),
+            no_leader_backoff: Duration::from_millis(100),
+        }
+    }
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    fn add(
+        acc: &mut ProduceAccumulator<u32>,
+        p: i32,
+        value: &[u8],
+        id: u32,
+        now: Instant,
+    ) -> Appended {
+        acc.append(
+            &tp(p),
+            1_000 + i64::from(id),
+            None,
+            Some(value),
+            &[],
+            id,
+            now,
+        )
+        .unwrap()
+    }
+
+    fn leader(node: i32) -> impl Fn(&TopicPartition) -> Option<i32> {
+        move |_| Some(node)
+    }
+
+    #[test]
+    fn batch_waits_for_linger_then_drains() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        let a = add(&mut acc, 0, b"x", 1, t0);
+        let b = add(&mut acc, 0, b"y", 2, t0 + Duration::from_millis(2));
+        assert!(a.new_batch && !b.new_batch);
+        assert_eq!(a.batch_seq, b.batch_seq);
+        assert_eq!(b.index, 1);
+        assert_eq!(acc.next_wakeup(), Some(t0 + Duration::from_millis(5)));
+        assert!(acc
+            .drain(t0 + Duration::from_millis(4), leader(1))
+            .by_node
+            .is_empty());
+        let drained = acc.drain(t0 + Duration::from_millis(5), leader(1));
+        let batches = &drained.by_node[&1];
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].records().len(), 2);
+        assert!(acc.is_empty());
+        assert!(acc.is_in_flight(&tp(0)));
+        // The encoded batch holds both records at offsets 0 and 1.
+        let batch = RecordBatch::parse(batches[0].encoded().unwrap().clone()).unwrap();
+        let decoded = batch.decode(&DecodeLimits::default()).unwrap();
+        let values: Vec<_> = decoded
+            .records()
+            .map(|r| r.unwrap().value().unwrap().to_vec())
+            .collect();
+        assert_eq!(values, vec![b"x".to_vec(), b"y".to_vec()]);
+    }
+
+    #[test]
+    fn full_batch_is_ready_before_linger_and_next_record_opens_a_new_one() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        let big = vec![7u8; 600];
+        let a = add(&mut acc, 0, &big, 1, t0);
+        let b = add(&mut acc, 0, &big, 2, t0);
+        assert!(b.new_batch);
+        assert_ne!(a.batch_seq, b.batch_seq);
+        assert_eq!(acc.open_batch(&tp(0)), Some(b.batch_seq));
+        // The first batch is full (a second one exists): ready at once.
+        let drained = acc.drain(t0, leader(1));
+        assert_eq!(drained.by_node[&1].len(), 1);
+        assert_eq!(drained.by_node[&1][0].seq(), a.batch_seq);
+        // One batch in flight per partition: the second waits.
+        let again = acc.drain(t0 + Duration::from_secs(1), leader(1));
+        assert!(again.by_node.is_empty());
+        acc.complete(&tp(0));
+        let last = acc.drain(t0 + Duration::from_secs(1), leader(1));
+        assert_eq!(last.by_node[&1][0].seq(), b.batch_seq);
+    }
+
+    #[test]
+    fn record_above_batch_size_gets_a_batch_of_its_own() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        add(&mut acc, 0, b"small", 1, t0);
+        let big = add(&mut acc, 0, &vec![1u8; 3000], 2, t0);
+        assert!(big.new_batch && big.index == 0);
+        let after = add(&mut acc, 0, b"small", 3, t0);
+        assert!(after.new_batch);
+    }
+
+    #[test]
+    fn batches_of_one_leader_share_a_request_up_to_max_request_size() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        for p in 0..6 {
+            add(&mut acc, p, &vec![0u8; 900], p as u32, t0);
+        }
+        let later = t0 + Duration::from_millis(5);
+        // Partitions 0..3 on node 1, 3..6 on node 2.
+        let drained = acc.drain(later, |tp| Some(if tp.partition < 3 { 1 } else { 2 }));
+        assert_eq!(drained.by_node[&1].len(), 3);
+        assert_eq!(drained.by_node[&2].len(), 3);
+        // Five batches of ~960 bytes against a 4000-byte request: four fit.
+        let mut acc = ProduceAccumulator::new(config());
+        for p in 0..5 {
+            add(&mut acc, p, &vec![0u8; 900], p as u32, t0);
+        }
+        let drained = acc.drain(later, leader(1));
+        assert_eq!(drained.by_node[&1].len(), 4);
+        let rest = acc.drain(later, leader(1));
+        assert_eq!(rest.by_node[&1].len(), 1);
+    }
+
+    #[test]
+    fn partition_without_leader_is_reported_and_backs_off() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        add(&mut acc, 0, b"x", 1, t0);
+        let later = t0 + Duration::from_millis(5);
+        let drained = acc.drain(later, |_| None);
+        assert_eq!(drained.no_leader, vec![tp(0)]);
+        assert_eq!(acc.next_wakeup(), Some(later + Duration::from_millis(100)));
+        assert!(acc
+            .drain(later + Duration::from_millis(50), leader(1))
+            .by_node
+            .is_empty());
+        assert_eq!(
+            acc.drain(later + Duration::from_millis(100), leader(1))
+                .by_node[&1]
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn retried_batch_goes_first_after_its_backoff_and_keeps_its_bytes() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        add(&mut acc, 0, b"a", 1, t0);
+        let first = acc
+            .drain(t0 + Duration::from_millis(5), leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        let bytes = first.encoded().unwrap().clone();
+        add(&mut acc, 0, b"b", 2, t0 + Duration::from_millis(6));
+        let retry_at = t0 + Duration::from_millis(200);
+        acc.retry(first, retry_at);
+        assert_eq!(acc.queued_records(), 2);
+        assert_eq!(acc.next_wakeup(), Some(retry_at));
+        assert!(acc
+            .drain(t0 + Duration::from_millis(199), leader(1))
+            .by_node
+            .is_empty());
+        let again = acc.drain(retry_at, leader(1)).by_node.remove(&1).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts(), 1);
+        assert_eq!(again[0].encoded().unwrap(), &bytes);
+        assert_eq!(again[0].records()[0].handle, 1);
+    }
+
+    #[test]
+    fn flushing_ignores_linger() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        add(&mut acc, 0, b"a", 1, t0);
+        assert!(acc.drain(t0, leader(1)).by_node.is_empty());
+        acc.set_flushing(true);
+        assert_eq!(acc.next_wakeup(), Some(t0));
+        assert_eq!(acc.drain(t0, leader(1)).by_node[&1].len(), 1);
+    }
+
+    #[test]
+    fn queued_batches_expire_after_the_delivery_timeout() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        add(&mut acc, 0, b"a", 1, t0);
+        add(&mut acc, 1, b"b", 2, t0 + Duration::from_secs(1));
+        assert!(acc.expire(t0 + Duration::from_millis(9_999)).is_empty());
+        let expired = acc.expire(t0 + Duration::from_secs(10));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].topic_partition(), &tp(0));
+        assert_eq!(acc.queued_records(), 1);
+    }
+
+    #[test]
+    fn encoding_error_returns_the_handle_and_changes_nothing() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        add(&mut acc, 0, b"a", 1, t0);
+        // A timestamp delta that overflows i64 is refused by the builder.
+        let (e, handle) = acc
+            .append(&tp(0), i64::MIN, None, Some(b"x"), &[], 9, t0)
+            .unwrap_err();
+        assert!(matches!(e, EncodeError::TimestampDeltaOverflow { .. }));
+        assert_eq!(handle, 9);
+        assert_eq!(acc.queued_records(), 1);
+    }
+
+    proptest! {
+        /// Whatever the arrival pattern, every record comes out exactly once,
+        /// in append order per partition, with batches within batch.size
+        /// unless they hold a single record.
+        #[test]
+        fn every_record_drains_once_in_order(
+            ops in proptest::collection::vec((0i32..4, 0usize..700, 0u64..20), 1..200),
+        ) {
+            let t0 = Instant::now();
+            let mut acc = ProduceAccumulator::new(config());
+            let mut now = t0;
+            let mut seen: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+            let mut collect = |drained: Drained<u32>, acc: &mut ProduceAccumulator<u32>| -> Result<(), TestCaseError> {
+                for batches in drained.by_node.into_values() {
+                    for b in batches {
+                        prop_assert!(b.records().len() == 1 || b.size() <= 1000);
+                        let p = b.topic_partition().partition;
+                        acc.complete(b.topic_partition());
+                        seen.entry(p).or_default().extend(b.into_records().into_iter().map(|r| r.handle));
+                    }
+                }
+                Ok(())
+            };
+            for (id, (p, len, dt)) in ops.iter().enumerate() {
+                now += Duration::from_millis(*dt);
+                add(&mut acc, *p, &vec![0u8; *len], id as u32, now);
+                let d = acc.drain(now, leader(1));
+                collect(d, &mut acc)?;
+            }
+            acc.set_flushing(true);
+            while !acc.is_empty() {
+                let d = acc.drain(now, leader(1));
+                collect(d, &mut acc)?;
+            }
+            let mut total = 0;
+            for (p, ids) in &seen {
+                let expected: Vec<u32> = ops.iter().enumerate()
+                    .filter(|(_, (q, _, _))| q == p).map(|(i, _)| i as u32).collect();
+                prop_assert_eq!(ids, &expected);
+                total += ids.len();
+            }
+            prop_assert_eq!(total, ops.len());
+        }
+    }
+}

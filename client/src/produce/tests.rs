@@ -1,0 +1,1 @@
+//! Producer tests against a scripted in-process broker.
