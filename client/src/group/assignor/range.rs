@@ -151,6 +151,41 @@ mod tests {
         assert_eq!(render(&result), expect(&[("c0", "known[0]")]));
     }
 
+    /// Three consumers, one of them also on a second topic (Java's
+    /// testMultipleConsumersMixedTopics shape).
+    #[test]
+    fn multiple_consumers_mixed_topics() {
+        let members = [
+            member("consumer1", None, &["topic1"]),
+            member("consumer2", None, &["topic1", "topic2"]),
+            member("consumer3", None, &["topic1"]),
+        ];
+        let result = RangeAssignor
+            .assign(&members, &counts(&[("topic1", 3), ("topic2", 2)]))
+            .unwrap();
+        assert_eq!(
+            render(&result),
+            expect(&[
+                ("consumer1", "topic1[0]"),
+                ("consumer2", "topic1[1] topic2[0, 1]"),
+                ("consumer3", "topic1[2]"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_member_with_no_topics_gets_an_empty_assignment() {
+        let members = [member("c0", None, &[]), member("c1", None, &["t"])];
+        let result = RangeAssignor
+            .assign(&members, &counts(&[("t", 2)]))
+            .unwrap();
+        assert_eq!(render(&result), expect(&[("c0", ""), ("c1", "t[0, 1]")]));
+        assert!(RangeAssignor
+            .assign(&[], &counts(&[("t", 2)]))
+            .unwrap()
+            .is_empty());
+    }
+
     proptest! {
         #[test]
         fn every_partition_once_and_per_topic_balanced((members, counts) in group()) {

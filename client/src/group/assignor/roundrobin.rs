@@ -144,6 +144,19 @@ mod tests {
         );
     }
 
+    #[test]
+    fn no_members_or_no_topics_assign_nothing() {
+        assert!(RoundRobinAssignor
+            .assign(&[], &counts(&[("t", 2)]))
+            .unwrap()
+            .is_empty());
+        let members = [member("c0", None, &[]), member("c1", None, &["missing"])];
+        let result = RoundRobinAssignor
+            .assign(&members, &counts(&[("t", 2)]))
+            .unwrap();
+        assert_eq!(render(&result), expect(&[("c0", ""), ("c1", "")]));
+    }
+
     proptest! {
         #[test]
         fn every_partition_once((members, counts) in group()) {
