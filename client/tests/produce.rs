@@ -1,0 +1,342 @@
+//! The dead-letter producer against real brokers: Apache Kafka and Tansu
+//! (`scripts/broker up kafka|tansu`). Every scenario runs against both.
+//!
+//! Records are read back with raw Fetch requests (a leader `Connection`, a
+//! kafka-protocol `FetchRequest`, `kafee_protocol::records::RecordSet`), not
+//! with kafee's own fetch loop, so the producer is checked independently.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafee_client::admin::{Admin, CreateTopicsOptions, NewTopic};
+use kafee_client::cluster::Cluster;
+use kafee_client::config::ClientConfig;
+use kafee_client::produce::{
+    partition_for_key, ProduceError, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
+use kafee_protocol::error::ErrorCode;
+use kafee_protocol::records::{DecodeLimits, OwnedRecord, RecordSet};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+fn client_config(addr: &str) -> ClientConfig {
+    ClientConfig::builder()
+        .bootstrap_servers([addr])
+        .client_id("kafee-produce-tests")
+        .request_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+async fn cluster(addr: &str) -> Cluster {
+    Cluster::connect(client_config(addr)).await.unwrap()
+}
+
+async fn create_topic(cluster: &Cluster, topic: &NewTopic) {
+    Admin::new(cluster.clone())
+        .create_topics(std::slice::from_ref(topic), CreateTopicsOptions::default())
+        .await
+        .unwrap();
+}
+
+/// Runs one scenario against each broker as its own test.
+macro_rules! on_both_brokers {
+    ($($scenario:ident),* $(,)?) => {
+        mod kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(&super::common::bootstrap("kafka")).await;
+                }
+            )*
+        }
+        mod tansu {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(&super::common::bootstrap("tansu")).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_brokers!(
+    concurrent_records_arrive_exactly_once_on_their_key_partition,
+    missing_topic_fails_with_unknown_topic_within_the_delivery_timeout,
+    partition_beyond_the_topic_is_refused_at_once,
+    flush_sends_lingering_records_and_close_refuses_new_ones,
+);
+
+/// Every record of one partition, read with raw Fetch requests from offset 0
+/// up to the high watermark.
+async fn read_partition(cluster: &Cluster, topic: &str, partition: i32) -> Vec<OwnedRecord> {
+    let (conn, _) = cluster.leader_connection(topic, partition).await.unwrap();
+    let mut records = Vec::new();
+    let mut offset = 0i64;
+    for _ in 0..1000 {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(100)
+            .with_min_bytes(1)
+            .with_max_bytes(4 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_current_leader_epoch(-1)
+                    .with_fetch_offset(offset)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let response = conn.send(request, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(response.error_code, 0, "fetch error");
+        let data = &response.responses[0].partitions[0];
+        assert_eq!(data.error_code, 0, "fetch error for partition {partition}");
+        let set = RecordSet::new(data.records.clone().unwrap_or_default());
+        for batch in set {
+            let decoded = batch.unwrap().decode(&DecodeLimits::default()).unwrap();
+            for record in decoded.records() {
+                let record = record.unwrap();
+                if record.offset() >= offset {
+                    records.push(record.to_owned());
+                }
+            }
+        }
+        offset = records.last().map_or(offset, |r| r.offset() + 1);
+        if offset >= data.high_watermark {
+            return records;
+        }
+    }
+    panic!("partition {partition} of {topic}: could not read up to the high watermark");
+}
+
+fn header<'a>(record: &'a OwnedRecord, key: &str) -> Option<Option<&'a [u8]>> {
+    record
+        .headers()
+        .find(|h| h.key == key.as_bytes())
+        .map(|h| h.value)
+}
+
+/// What record `i` of the big scenario carries: keys on four out of five
+/// records (null otherwise), a null value on one in seven, two headers (one
+/// with a null value).
+fn record_for(topic: &str, i: usize) -> ProducerRecord {
+    let mut record = ProducerRecord::new(topic)
+        .header("i", Some(Bytes::from(i.to_string())))
+        .header("null-header", None);
+    if i % 5 != 0 {
+        record = record.key(Bytes::from(format!("key-{}", i % 97)));
+    }
+    if i % 7 != 0 {
+        record = record.value(Bytes::from(format!("value-{i}-{}", "x".repeat(i % 50))));
+    }
+    record
+}
+
+/// 1000 records handed over concurrently by four tasks sharing one producer
+/// (keys, null keys, null values, headers) are each written exactly once, to
+/// the partition Java's murmur2 gives their key, with the offset the producer
+/// reported, and with their content intact.
+async fn concurrent_records_arrive_exactly_once_on_their_key_partition(addr: &str) {
+    const N: usize = 1000;
+    const PARTITIONS: i32 = 4;
+    let cluster = cluster(addr).await;
+    let topic = common::unique_topic("produce");
+    create_topic(&cluster, &NewTopic::new(&topic, PARTITIONS, 1)).await;
+    let producer = Producer::new(cluster.clone(), ProducerConfig::default());
+
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut deliveries = Vec::new();
+            for i in (t..N).step_by(4) {
+                deliveries.push((i, producer.enqueue(record_for(&topic, i)).unwrap()));
+            }
+            let mut out = Vec::new();
+            for (i, d) in deliveries {
+                out.push((i, d.await.unwrap()));
+            }
+            out
+        }));
+    }
+    let mut acked: BTreeMap<usize, RecordMetadata> = BTreeMap::new();
+    for task in tasks {
+        for (i, metadata) in task.await.unwrap() {
+            assert!(acked.insert(i, metadata).is_none());
+        }
+    }
+    assert_eq!(acked.len(), N);
+    for (i, m) in &acked {
+        assert_eq!(m.topic, topic);
+        if i % 5 != 0 {
+            let key = format!("key-{}", i % 97);
+            assert_eq!(
+                m.partition,
+                partition_for_key(key.as_bytes(), PARTITIONS),
+                "record {i}: partition of key {key:?}"
+            );
+        }
+    }
+    // Keyless records were spread by the sticky partitioner, not all on one
+    // partition... unless they all fit one linger window; at least they are
+    // in range.
+    assert!(acked
+        .values()
+        .all(|m| (0..PARTITIONS).contains(&m.partition)));
+
+    let mut seen = BTreeMap::new();
+    for partition in 0..PARTITIONS {
+        for record in read_partition(&cluster, &topic, partition).await {
+            let i: usize = std::str::from_utf8(header(&record, "i").unwrap().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                seen.insert(i, (partition, record.offset())).is_none(),
+                "record {i} was written twice"
+            );
+            let expected = record_for(&topic, i);
+            assert_eq!(record.key(), expected.key.as_deref(), "key of record {i}");
+            assert_eq!(
+                record.value(),
+                expected.value.as_deref(),
+                "value of record {i}"
+            );
+            assert_eq!(header(&record, "null-header"), Some(None));
+            assert_eq!(record.header_count(), 2);
+            let m = &acked[&i];
+            assert_eq!(
+                (m.partition, m.offset),
+                (partition, record.offset()),
+                "record {i}"
+            );
+            assert_eq!(m.timestamp, record.timestamp(), "timestamp of record {i}");
+        }
+    }
+    assert_eq!(seen.len(), N, "every record arrived exactly once");
+    producer.close().await;
+}
+
+/// A dead-letter topic that does not exist gives a typed error naming it,
+/// once the delivery timeout has passed: no hang, no auto-creation.
+async fn missing_topic_fails_with_unknown_topic_within_the_delivery_timeout(addr: &str) {
+    let cluster = cluster(addr).await;
+    let config = ProducerConfig::builder()
+        .request_timeout(Duration::from_secs(1))
+        .delivery_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let producer = Producer::new(cluster, config);
+    let topic = common::unique_topic("missing");
+    let started = Instant::now();
+    let error = producer
+        .send(ProducerRecord::new(&topic).value(Bytes::from_static(b"lost?")))
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    match &error {
+        ProduceError::UnknownTopic { topic: t, .. } => assert_eq!(t, &topic),
+        other => panic!("expected UnknownTopic, got {other:?}"),
+    }
+    assert_eq!(error.code(), Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
+    assert!(
+        error.to_string().starts_with(&format!(
+            "topic {topic:?} does not exist (UNKNOWN_TOPIC_OR_PARTITION)"
+        )),
+        "{error}"
+    );
+    assert!(
+        waited >= Duration::from_millis(2_900),
+        "gave up early: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(8), "took {waited:?}");
+    producer.close().await;
+}
+
+/// A record for a partition the topic does not have fails at once.
+async fn partition_beyond_the_topic_is_refused_at_once(addr: &str) {
+    let cluster = cluster(addr).await;
+    let topic = common::unique_topic("partition");
+    create_topic(&cluster, &NewTopic::new(&topic, 2, 1)).await;
+    let producer = Producer::new(cluster, ProducerConfig::default());
+    let error = producer
+        .send(ProducerRecord::new(&topic).partition(2))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("topic {topic:?} has 2 partitions; partition 2 does not exist")
+    );
+    let ok = producer
+        .send(
+            ProducerRecord::new(&topic)
+                .partition(1)
+                .value(Bytes::from_static(b"v")),
+        )
+        .await
+        .unwrap();
+    assert_eq!((ok.partition, ok.offset), (1, 0));
+    producer.close().await;
+}
+
+/// With a long linger, records wait; `flush` sends them at once. After
+/// `close`, new records are refused and the ones handed over were delivered.
+async fn flush_sends_lingering_records_and_close_refuses_new_ones(addr: &str) {
+    let cluster = cluster(addr).await;
+    let topic = common::unique_topic("flush");
+    create_topic(&cluster, &NewTopic::new(&topic, 1, 1)).await;
+    let config = ProducerConfig::builder()
+        .linger(Duration::from_secs(60))
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let producer = Producer::new(cluster.clone(), config);
+    let deliveries: Vec<_> = (0..10)
+        .map(|i| {
+            producer
+                .enqueue(ProducerRecord::new(&topic).value(Bytes::from(format!("{i}"))))
+                .unwrap()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        read_partition(&cluster, &topic, 0).await.is_empty(),
+        "sent before linger"
+    );
+    let started = Instant::now();
+    producer.flush().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut offsets = Vec::new();
+    for d in deliveries {
+        offsets.push(d.await.unwrap().offset);
+    }
+    assert_eq!(
+        offsets,
+        (0..10).collect::<Vec<i64>>(),
+        "one partition keeps the order"
+    );
+
+    let last = producer
+        .enqueue(ProducerRecord::new(&topic).value(Bytes::from_static(b"last")))
+        .unwrap();
+    producer.close().await;
+    assert_eq!(
+        last.await.unwrap().offset,
+        10,
+        "close delivers what was handed over"
+    );
+    assert!(producer.is_closed());
+    assert!(matches!(
+        producer.enqueue(ProducerRecord::new(&topic)),
+        Err(ProduceError::Closed)
+    ));
+    assert_eq!(read_partition(&cluster, &topic, 0).await.len(), 11);
+}
