@@ -88,9 +88,9 @@ const fn row(api_key: ApiKey, min: i16, max: i16, required: bool) -> ApiSupport 
 /// Kafka 2.1 ranges are given for comparison; "kp" is kafka-protocol 0.18.
 pub const SUPPORTED: &[ApiSupport] = &[
     // 2.1: 0..=7. kp: 3..=13. v3 is the first with magic v2 record batches
-    // (the only format our builder writes). v10+ adds leader-change tags, v12
-    // changes duplicate handling and v13 uses topic ids: stop at 9, the first
-    // flexible version.
+    // (the only format our builder writes). v10 and later add leader hints
+    // and transaction changes (KIP-951, KIP-890) and v13 uses topic ids: stop
+    // at 9, the first flexible version.
     row(ApiKey::Produce, 3, 9, false),
     // 2.1: 0..=10. kp: 4..=18. v4 adds isolation level and aborted
     // transactions (read_committed), which the fetch loop needs. v13 replaces
@@ -133,8 +133,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     // 2.1: 0..=2. kp: 0..=5. v4 filters by state; v5 by type.
     row(ApiKey::ListGroups, 0, 4, false),
     // 2.1: 0..=2. kp: 0..=4. v3 is flexible and sends the client software
-    // name; v4 is only new in that it is answered with UNSUPPORTED_VERSION
-    // differently by 4.x brokers; we do not need it.
+    // name and version; v4 adds nothing kafee uses.
     row(ApiKey::ApiVersions, 0, 3, true),
     // 2.1: 0..=3. kp: 2..=7. v5 is flexible and returns configs; v7 returns
     // topic ids.
