@@ -326,7 +326,7 @@ error_codes! {
     (INVALID_TXN_STATE, 48, false, Fatal, "The transactional operation is invalid in the current state."),
     (INVALID_PRODUCER_ID_MAPPING, 49, false, Fatal, "The producer id is not assigned to this transactional id."),
     (INVALID_TRANSACTION_TIMEOUT, 50, false, Fatal, "The transaction timeout exceeds the broker maximum."),
-    (CONCURRENT_TRANSACTIONS, 51, false, Retry, "Another operation on the same transaction is still running."),
+    (CONCURRENT_TRANSACTIONS, 51, true, Retry, "Another operation on the same transaction is still running."),
     (TRANSACTION_COORDINATOR_FENCED, 52, false, Fatal, "The transaction coordinator that sent the markers was fenced."),
     (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, 53, false, Fatal, "Not authorized for the transactional id."),
     (SECURITY_DISABLED, 54, false, Fatal, "Security features are disabled on the broker."),
@@ -604,6 +604,21 @@ mod tests {
                     ErrorCode(raw)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn retriable_codes_are_never_fatal() {
+        for code in ErrorCode::ALL.iter().filter(|c| c.is_retriable()) {
+            assert!(
+                matches!(
+                    code.consumer_action(),
+                    ConsumerAction::Retry
+                        | ConsumerAction::RefreshMetadata
+                        | ConsumerAction::FindCoordinator
+                ),
+                "{code}"
+            );
         }
     }
 
