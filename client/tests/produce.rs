@@ -130,10 +130,10 @@ fn record_for(topic: &str, i: usize) -> ProducerRecord {
     let mut record = ProducerRecord::new(topic)
         .header("i", Some(Bytes::from(i.to_string())))
         .header("null-header", None);
-    if i % 5 != 0 {
+    if !i.is_multiple_of(5) {
         record = record.key(Bytes::from(format!("key-{}", i % 97)));
     }
-    if i % 7 != 0 {
+    if !i.is_multiple_of(7) {
         record = record.value(Bytes::from(format!("value-{i}-{}", "x".repeat(i % 50))));
     }
     record
@@ -176,7 +176,7 @@ async fn concurrent_records_arrive_exactly_once_on_their_key_partition(addr: &st
     assert_eq!(acked.len(), N);
     for (i, m) in &acked {
         assert_eq!(m.topic, topic);
-        if i % 5 != 0 {
+        if !i.is_multiple_of(5) {
             let key = format!("key-{}", i % 97);
             assert_eq!(
                 m.partition,
@@ -222,6 +222,17 @@ async fn concurrent_records_arrive_exactly_once_on_their_key_partition(addr: &st
         }
     }
     assert_eq!(seen.len(), N, "every record arrived exactly once");
+    let stats = producer.stats();
+    assert_eq!(
+        (stats.records_handed_over, stats.records_acked),
+        (N as u64, N as u64)
+    );
+    assert_eq!(stats.records_failed, 0);
+    // Records handed over together share batches and requests (one request
+    // per leader carries a batch per partition).
+    assert!(stats.requests <= 50, "not batched: {stats:?}");
+    assert!(stats.batches >= stats.requests);
+    eprintln!("1000 records: {stats:?}");
     producer.close().await;
 }
 

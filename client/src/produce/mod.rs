@@ -220,8 +220,37 @@ struct Pending {
     enqueued_at: tokio::time::Instant,
 }
 
+/// Counters of a producer, shared by its handles and its task.
+#[derive(Debug, Default)]
+struct Counters {
+    records_acked: AtomicU64,
+    records_failed: AtomicU64,
+    requests: AtomicU64,
+    batches: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// What a producer has done so far ([`Producer::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ProducerStats {
+    /// Records handed over (by [`Producer::send`] or [`Producer::enqueue`]).
+    pub records_handed_over: u64,
+    /// Records the broker acknowledged.
+    pub records_acked: u64,
+    /// Records that completed with an error.
+    pub records_failed: u64,
+    /// Produce requests sent (each carries one batch per partition of one leader).
+    pub requests: u64,
+    /// Batches sent, retries included.
+    pub batches: u64,
+    /// Batches put back for another attempt after a retriable error.
+    pub retries: u64,
+}
+
 struct Shared {
     tx: mpsc::UnboundedSender<Command>,
+    counters: Arc<Counters>,
     next_id: AtomicU64,
     buffer: Arc<Semaphore>,
     config: ProducerConfig,
@@ -253,10 +282,12 @@ impl Producer {
     pub fn new(cluster: Cluster, config: ProducerConfig) -> Producer {
         let (tx, rx) = mpsc::unbounded_channel();
         let buffer = Arc::new(Semaphore::new(config.buffer_memory()));
-        tokio::spawn(sender::run(cluster, config.clone(), rx));
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(sender::run(cluster, config.clone(), rx, counters.clone()));
         Producer {
             shared: Arc::new(Shared {
                 tx,
+                counters,
                 next_id: AtomicU64::new(0),
                 buffer,
                 config,
@@ -371,6 +402,19 @@ impl Producer {
         let (tx, rx) = oneshot::channel();
         if self.shared.tx.send(Command::Close(tx)).is_ok() {
             let _ = rx.await;
+        }
+    }
+
+    /// Counters of what this producer (all its clones) has done so far.
+    pub fn stats(&self) -> ProducerStats {
+        let c = &self.shared.counters;
+        ProducerStats {
+            records_handed_over: self.shared.next_id.load(Ordering::Relaxed),
+            records_acked: c.records_acked.load(Ordering::Relaxed),
+            records_failed: c.records_failed.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
         }
     }
 

@@ -12,6 +12,7 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 
 use super::accumulator::{AccumulatorConfig, ProduceAccumulator, ProducerBatch};
 use super::partitioner::{partition_for_key, StickyPartitions};
-use super::{Command, Pending, ProduceError, ProducerConfig, RecordMetadata};
+use super::{Command, Counters, Pending, ProduceError, ProducerConfig, RecordMetadata};
 use crate::admin::TopicPartition;
 use crate::cluster::Cluster;
 use crate::error::ClientError;
@@ -89,12 +90,14 @@ struct Task {
     /// The last retriable error of each batch waiting for a retry, reported
     /// if the batch expires.
     last_errors: HashMap<u64, ProduceError>,
+    counters: Arc<Counters>,
 }
 
 pub(super) async fn run(
     cluster: Cluster,
     config: ProducerConfig,
     mut rx: mpsc::UnboundedReceiver<Command>,
+    counters: Arc<Counters>,
 ) {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let seed = {
@@ -126,6 +129,7 @@ pub(super) async fn run(
         events_tx,
         jitter_seed: seed,
         last_errors: HashMap::new(),
+        counters,
     };
     loop {
         let wake = task.pump();
@@ -528,6 +532,7 @@ impl Task {
         tracing::debug!(topic = %batch.topic_partition().topic,
             partition = batch.topic_partition().partition, attempts = batch.attempts(),
             %error, "producer: retrying batch");
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
         let delay = self.backoff_delay(batch.attempts());
         self.last_errors.insert(batch.seq(), error);
         self.acc.retry(batch, (now + delay).into_std());
@@ -582,6 +587,11 @@ impl Task {
         result: Result<RecordMetadata, ProduceError>,
     ) {
         self.incomplete.remove(&id);
+        let counter = match &result {
+            Ok(_) => &self.counters.records_acked,
+            Err(_) => &self.counters.records_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         // The caller may have dropped its future: the record was still delivered.
         let _ = tx.send(result);
     }
@@ -699,6 +709,10 @@ impl Task {
     }
 
     fn spawn_produce(&self, node: i32, batches: Vec<ProducerBatch<Completion>>) {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .batches
+            .fetch_add(batches.len() as u64, Ordering::Relaxed);
         let cluster = self.cluster.clone();
         let events = self.events_tx.clone();
         let acks = self.config.acks().wire();
