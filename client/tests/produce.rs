@@ -73,6 +73,19 @@ on_both_brokers!(
     flush_sends_lingering_records_and_close_refuses_new_ones,
 );
 
+/// Apache Kafka only: Tansu 0.6 does not enforce the topic config
+/// `max.message.bytes` (it accepted a 10 KB batch on a topic limited to
+/// 3000 bytes), so the split cannot be provoked there.
+mod kafka_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn topic_max_message_bytes_splits_batches_and_refuses_a_larger_record() {
+        super::topic_max_message_bytes_splits_batches_and_refuses_a_larger_record(
+            &super::common::bootstrap("kafka"),
+        )
+        .await;
+    }
+}
+
 /// Every record of one partition, read with raw Fetch requests from offset 0
 /// up to the high watermark.
 async fn read_partition(cluster: &Cluster, topic: &str, partition: i32) -> Vec<OwnedRecord> {
@@ -350,4 +363,60 @@ async fn flush_sends_lingering_records_and_close_refuses_new_ones(addr: &str) {
         Err(ProduceError::Closed)
     ));
     assert_eq!(read_partition(&cluster, &topic, 0).await.len(), 11);
+}
+
+/// A topic whose `max.message.bytes` is below the batch: the producer splits
+/// the refused batch until the pieces fit (every record arrives once, in
+/// order); a single record above the limit fails with MESSAGE_TOO_LARGE.
+async fn topic_max_message_bytes_splits_batches_and_refuses_a_larger_record(addr: &str) {
+    let cluster = cluster(addr).await;
+    let topic = common::unique_topic("too-large");
+    create_topic(
+        &cluster,
+        &NewTopic::new(&topic, 1, 1).config("max.message.bytes", "3000"),
+    )
+    .await;
+    let config = ProducerConfig::builder()
+        .linger(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let producer = Producer::new(cluster.clone(), config);
+    let deliveries: Vec<_> = (0..20)
+        .map(|i| {
+            let value = format!("{i:02}{}", "v".repeat(498));
+            producer
+                .enqueue(ProducerRecord::new(&topic).value(Bytes::from(value)))
+                .unwrap()
+        })
+        .collect();
+    let mut offsets = Vec::new();
+    for d in deliveries {
+        offsets.push(d.await.unwrap().offset);
+    }
+    assert_eq!(offsets, (0..20).collect::<Vec<i64>>());
+    assert!(producer.stats().retries >= 1, "{:?}", producer.stats());
+    let values: Vec<_> = read_partition(&cluster, &topic, 0)
+        .await
+        .iter()
+        .map(|r| r.value().unwrap()[..2].to_vec())
+        .collect();
+    let expected: Vec<_> = (0..20).map(|i| format!("{i:02}").into_bytes()).collect();
+    assert_eq!(values, expected);
+
+    let e = producer
+        .send(ProducerRecord::new(&topic).value(Bytes::from(vec![b'x'; 5000])))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ProduceError::Broker {
+                code: ErrorCode::MESSAGE_TOO_LARGE,
+                partition: 0,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    producer.close().await;
 }

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafee_protocol::records::{
-    Compression, EncodeError, Header, RecordBatchBuilder, RECORD_BATCH_HEADER_SIZE,
+    Compression, DecodeLimits, EncodeError, Header, RecordBatch, RecordBatchBuilder,
+    RECORD_BATCH_HEADER_SIZE,
 };
 
 use crate::admin::TopicPartition;
@@ -427,6 +428,87 @@ impl<T> ProduceAccumulator<T> {
         queue.batches.push_front(batch);
     }
 
+    /// Splits a batch the broker refused as too large (MESSAGE_TOO_LARGE,
+    /// RECORD_LIST_TOO_LARGE) into two halves by record count and puts both
+    /// back at the front of the queue, in order, to be sent at `retry_at`
+    /// or later (each half is sent alone; a half still too large is split
+    /// again). The halves keep the batch's creation time, so the delivery
+    /// deadline does not move.
+    ///
+    /// Gives the batch back unchanged when it holds a single record (nothing
+    /// to split) or its encoded bytes cannot be read back.
+    pub fn split(
+        &mut self,
+        batch: ProducerBatch<T>,
+        retry_at: Instant,
+    ) -> Result<(), Box<ProducerBatch<T>>> {
+        let n = batch.records.len();
+        if n < 2 {
+            return Err(Box::new(batch));
+        }
+        let Some(halves) = self.rebuild_halves(&batch) else {
+            return Err(Box::new(batch));
+        };
+        let ProducerBatch {
+            topic_partition,
+            mut records,
+            created_at,
+            attempts,
+            ..
+        } = batch;
+        let second_records = records.split_off(n / 2);
+        let [first_builder, second_builder] = halves;
+        let mut make = |builder, records| {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            ProducerBatch {
+                topic_partition: topic_partition.clone(),
+                seq,
+                builder,
+                encoded: None,
+                records,
+                created_at,
+                attempts: attempts.saturating_add(1),
+                full: true,
+            }
+        };
+        let first = make(first_builder, records);
+        let second = make(second_builder, second_records);
+        self.records += n;
+        let queue = self
+            .queues
+            .entry(topic_partition.clone())
+            .or_insert_with(PartitionQueue::new);
+        queue.in_flight = false;
+        queue.retry_at = Some(retry_at);
+        queue.batches.push_front(second);
+        queue.batches.push_front(first);
+        Ok(())
+    }
+
+    /// Reads an encoded batch back into two builders holding its first and
+    /// second half.
+    fn rebuild_halves(&self, batch: &ProducerBatch<T>) -> Option<[RecordBatchBuilder; 2]> {
+        let n = batch.records.len();
+        let parsed = RecordBatch::parse(batch.encoded.clone()?).ok()?;
+        let decoded = parsed.decode(&DecodeLimits::default()).ok()?;
+        let mut halves = [
+            RecordBatchBuilder::new(0).compression(self.config.compression),
+            RecordBatchBuilder::new(0).compression(self.config.compression),
+        ];
+        let mut count = 0;
+        for record in decoded.records() {
+            let record = record.ok()?;
+            let headers: Vec<Header<'_>> = record.headers().collect();
+            let half = usize::from(count >= n / 2);
+            halves[half]
+                .append(record.timestamp(), record.key(), record.value(), &headers)
+                .ok()?;
+            count += 1;
+        }
+        (count == n).then_some(halves)
+    }
+
     /// Takes out every queued batch created `delivery.timeout.ms` or longer
     /// before `now` (batches in flight are not in the queues).
     pub fn expire(&mut self, now: Instant) -> Vec<ProducerBatch<T>> {
@@ -690,6 +772,67 @@ mod tests {
         assert!(matches!(e, EncodeError::TimestampDeltaOverflow { .. }));
         assert_eq!(handle, 9);
         assert_eq!(acc.queued_records(), 1);
+    }
+
+    #[test]
+    fn split_puts_both_halves_back_first_in_order_with_their_handles() {
+        let t0 = Instant::now();
+        let mut acc = ProduceAccumulator::new(config());
+        for i in 0..5 {
+            add(&mut acc, 0, format!("v{i}").as_bytes(), i, t0);
+        }
+        let batch = acc
+            .drain(t0 + Duration::from_millis(5), leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        add(&mut acc, 0, b"later", 9, t0 + Duration::from_millis(6));
+        let retry_at = t0 + Duration::from_millis(50);
+        acc.split(batch, retry_at).unwrap();
+        assert_eq!(acc.queued_records(), 6);
+        let mut order = Vec::new();
+        let mut values = Vec::new();
+        for _ in 0..3 {
+            let mut d = acc.drain(retry_at, leader(1)).by_node.remove(&1).unwrap();
+            let b = d.pop().unwrap();
+            let parsed = RecordBatch::parse(b.encoded().unwrap().clone()).unwrap();
+            let decoded = parsed.decode(&DecodeLimits::default()).unwrap();
+            for r in decoded.records() {
+                let r = r.unwrap();
+                values.push(r.value().unwrap().to_vec());
+                assert_eq!(
+                    r.timestamp(),
+                    1_000 + i64::from(b.records()[r.offset() as usize].handle)
+                );
+            }
+            acc.complete(b.topic_partition());
+            order.extend(b.into_records().into_iter().map(|r| r.handle));
+        }
+        assert_eq!(order, vec![0, 1, 2, 3, 4, 9]);
+        assert_eq!(
+            values[..5],
+            [
+                b"v0".to_vec(),
+                b"v1".to_vec(),
+                b"v2".to_vec(),
+                b"v3".to_vec(),
+                b"v4".to_vec()
+            ]
+        );
+        // A single record cannot be split.
+        let one = acc.drain(retry_at, leader(1));
+        assert!(one.by_node.is_empty());
+        add(&mut acc, 1, b"x", 20, t0);
+        let single = acc
+            .drain(retry_at, leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert!(acc.split(single, retry_at).is_err());
     }
 
     proptest! {

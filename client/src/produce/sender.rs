@@ -502,6 +502,21 @@ impl Task {
                 code,
                 message: (!message.is_empty()).then_some(message),
             };
+            let too_large =
+                code == ErrorCode::MESSAGE_TOO_LARGE || code == ErrorCode::RECORD_LIST_TOO_LARGE;
+            if too_large && batch.records().len() > 1 {
+                // Java's producer does the same: split and send the halves.
+                tracing::debug!(topic = %tp.topic, partition = tp.partition,
+                    records = batch.records().len(), "producer: splitting a batch the broker refused as too large");
+                let now = Instant::now();
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                let delay = self.backoff_delay(0);
+                match self.acc.split(batch, (now + delay).into_std()) {
+                    Ok(()) => {}
+                    Err(batch) => self.fail_batch(*batch, error),
+                }
+                continue;
+            }
             if code.is_retriable() {
                 if self.cluster.note_error(code) {
                     refresh.push(tp.topic.clone());

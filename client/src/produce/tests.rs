@@ -40,6 +40,8 @@ struct Script {
     /// Produce requests to apply and then answer by closing the connection
     /// (the client never learns the outcome).
     lose_answers: usize,
+    /// Batches with more records than this are refused with MESSAGE_TOO_LARGE.
+    max_records_per_batch: Option<usize>,
     /// Delay before answering a Produce.
     produce_delay: Duration,
     /// Values written per partition, in offset order.
@@ -190,16 +192,22 @@ async fn answer(header: &RequestHeader, mut body: Bytes, script: &Mutex<Script>)
                         .get_mut(&key)
                         .and_then(|q| q.pop_front())
                         .unwrap_or(0);
+                    let mut values = Vec::new();
+                    for batch in RecordSet::new(data.records.unwrap()) {
+                        let decoded = batch.unwrap().decode(&DecodeLimits::default()).unwrap();
+                        for r in decoded.records() {
+                            values.push(r.unwrap().value().map(Bytes::copy_from_slice));
+                        }
+                    }
+                    let code = match st.max_records_per_batch {
+                        Some(max) if values.len() > max => ErrorCode::MESSAGE_TOO_LARGE.0,
+                        _ => code,
+                    };
                     let mut base_offset = -1;
                     if code == 0 {
                         let log = st.log.entry(key).or_default();
                         base_offset = log.len() as i64;
-                        for batch in RecordSet::new(data.records.unwrap()) {
-                            let decoded = batch.unwrap().decode(&DecodeLimits::default()).unwrap();
-                            for r in decoded.records() {
-                                log.push(r.unwrap().value().map(Bytes::copy_from_slice));
-                            }
-                        }
+                        log.extend(values);
                     }
                     partitions.push(
                         PartitionProduceResponse::default()
@@ -268,7 +276,7 @@ async fn non_retriable_code_fails_every_record_of_the_batch_naming_topic_partiti
     let fake = Fake::start(&[("t", 1)]).await;
     fake.script()
         .codes
-        .insert(("t".into(), 0), VecDeque::from([10]));
+        .insert(("t".into(), 0), VecDeque::from([87]));
     let producer = Producer::new(
         fake.cluster().await,
         fast_config()
@@ -287,13 +295,13 @@ async fn non_retriable_code_fails_every_record_of_the_batch_naming_topic_partiti
         let e = d.await.unwrap_err();
         assert!(matches!(
             &e,
-            ProduceError::Broker { topic, partition: 0, code: ErrorCode::MESSAGE_TOO_LARGE, .. }
+            ProduceError::Broker { topic, partition: 0, code: ErrorCode::INVALID_RECORD, .. }
                 if topic == "t"
         ));
         assert_eq!(
             e.to_string(),
             format!(
-                "Produce to \"t\" partition 0: {} answered MESSAGE_TOO_LARGE (10)",
+                "Produce to \"t\" partition 0: {} answered INVALID_RECORD (87)",
                 fake.addr
             )
         );
@@ -417,6 +425,44 @@ async fn one_partition_keeps_the_order_of_records_across_a_retry() {
     assert_eq!(fake.log("t", 2), expected);
     assert!(producer.stats().retries >= 3);
     assert!(producer.stats().batches > 1);
+}
+
+/// A batch the broker refuses as too large is split in halves until the
+/// pieces fit; the records still arrive in order, each once. A single record
+/// that is too large fails with MESSAGE_TOO_LARGE.
+#[tokio::test]
+async fn batch_refused_as_too_large_is_split_until_it_fits() {
+    let fake = Fake::start(&[("t", 1)]).await;
+    fake.script().max_records_per_batch = Some(2);
+    let producer = Producer::new(
+        fake.cluster().await,
+        fast_config()
+            .linger(Duration::from_millis(30))
+            .build()
+            .unwrap(),
+    );
+    let deliveries: Vec<_> = (0..9)
+        .map(|i| {
+            producer
+                .enqueue(ProducerRecord::new("t").value(format!("{i}")))
+                .unwrap()
+        })
+        .collect();
+    let mut offsets = Vec::new();
+    for d in deliveries {
+        offsets.push(d.await.unwrap().offset);
+    }
+    assert_eq!(offsets, (0..9).collect::<Vec<i64>>());
+    let expected: Vec<_> = (0..9).map(|i| value(&i.to_string())).collect();
+    assert_eq!(fake.log("t", 0), expected);
+    assert!(producer.stats().retries >= 3);
+
+    fake.script().max_records_per_batch = Some(0);
+    let e = producer
+        .send(ProducerRecord::new("t").value("alone"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::MESSAGE_TOO_LARGE));
 }
 
 #[tokio::test]
