@@ -417,6 +417,7 @@ impl Task {
                     self.spawn_refresh(topics);
                 }
                 for batch in batches {
+                    self.last_errors.remove(&batch.seq());
                     let tp = batch.topic_partition().clone();
                     let error = ProduceError::Client {
                         topic: tp.topic.clone(),
@@ -434,6 +435,8 @@ impl Task {
         };
         let mut refresh = Vec::new();
         for batch in batches {
+            // An earlier attempt's error is superseded by this answer.
+            self.last_errors.remove(&batch.seq());
             let tp = batch.topic_partition().clone();
             let answer = response
                 .responses
@@ -692,9 +695,11 @@ impl Task {
             .set_flushing(!self.flush_waiters.is_empty() || self.closing || self.input_closed);
 
         // Drain ready batches, one request per leader.
-        let acc = &mut self.acc;
-        let drained = self.cluster.with_metadata(|m| {
-            acc.drain(now.into_std(), |tp| {
+        // The metadata lock is taken per ready partition, not around the
+        // drain: encoding (and compressing) a batch happens outside it.
+        let (acc, cluster) = (&mut self.acc, &self.cluster);
+        let drained = acc.drain(now.into_std(), |tp| {
+            cluster.with_metadata(|m| {
                 m.topic(&tp.topic)
                     .and_then(|t| t.partitions.get(&tp.partition))
                     .and_then(|p| p.leader())
