@@ -42,6 +42,10 @@ struct Script {
     lose_answers: usize,
     /// Batches with more records than this are refused with MESSAGE_TOO_LARGE.
     max_records_per_batch: Option<usize>,
+    /// Highest Produce version advertised (default: kafka-protocol's).
+    produce_max_version: Option<i16>,
+    /// Versions of the Produce requests received.
+    produce_versions: Vec<i16>,
     /// Delay before answering a Produce.
     produce_delay: Duration,
     /// Values written per partition, in offset order.
@@ -132,11 +136,17 @@ async fn serve(mut socket: TcpStream, script: Arc<Mutex<Script>>) {
 async fn answer(header: &RequestHeader, mut body: Bytes, script: &Mutex<Script>) -> Option<Bytes> {
     let (id, v) = (header.correlation_id, header.request_api_version);
     Some(match ApiKey::try_from(header.request_api_key).unwrap() {
-        ApiKey::ApiVersions => encode_response(
-            id,
-            v,
-            &ApiVersionsResponse::default().with_api_keys(all_versions()),
-        ),
+        ApiKey::ApiVersions => {
+            let max = script.lock().unwrap().produce_max_version;
+            let keys = all_versions()
+                .into_iter()
+                .map(|k| match max {
+                    Some(max) if k.api_key == ApiKey::Produce as i16 => k.with_max_version(max),
+                    _ => k,
+                })
+                .collect();
+            encode_response(id, v, &ApiVersionsResponse::default().with_api_keys(keys))
+        }
         ApiKey::Metadata => {
             let request = MetadataRequest::decode(&mut body, v).unwrap();
             let mut st = script.lock().unwrap();
@@ -181,6 +191,7 @@ async fn answer(header: &RequestHeader, mut body: Bytes, script: &Mutex<Script>)
             tokio::time::sleep(delay).await;
             let mut st = script.lock().unwrap();
             st.produce_requests += 1;
+            st.produce_versions.push(v);
             st.acks_seen.push(request.acks);
             let mut responses = Vec::new();
             for topic in request.topic_data {
@@ -588,6 +599,29 @@ async fn dropping_every_handle_still_delivers_what_was_handed_over() {
     drop(producer);
     assert_eq!(pending.await.unwrap().offset, 0);
     assert_eq!(fake.log("t", 0), vec![value("x")]);
+}
+
+/// The Produce version is the highest both sides speak: kafee's 9 against a
+/// recent broker, the broker's maximum against an older one (3 is the
+/// first with record batches v2).
+#[tokio::test]
+async fn produce_version_is_the_negotiated_one() {
+    for (advertised, expected) in [(None, 9), (Some(3), 3), (Some(7), 7)] {
+        let fake = Fake::start(&[("t", 1)]).await;
+        fake.script().produce_max_version = advertised;
+        let producer = Producer::new(fake.cluster().await, fast_config().build().unwrap());
+        let m = producer
+            .send(
+                ProducerRecord::new("t")
+                    .key("k")
+                    .value("v")
+                    .header("h", None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.offset, 0);
+        assert_eq!(fake.script().produce_versions, vec![expected]);
+    }
 }
 
 #[test]
