@@ -348,13 +348,15 @@ impl Producer {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(ProduceError::Closed);
         }
-        // The batch header comes on top of the record.
-        let size = record.size_bound() + kafee_protocol::records::RECORD_BATCH_HEADER_SIZE;
+        // A record alone in its batch must fit a request with the batch
+        // header; its share of buffer.memory is the record alone.
+        let size = record.size_bound();
+        let alone = size + kafee_protocol::records::RECORD_BATCH_HEADER_SIZE;
         let limit = self.shared.config.max_request_size();
-        if size > limit {
+        if alone > limit {
             return Err(ProduceError::RecordTooLarge {
                 topic: record.topic.clone(),
-                size,
+                size: alone,
                 setting: "max.request.size",
                 limit,
             });
