@@ -17,6 +17,7 @@
 //! | [`accumulator`] | per-partition batches: `size`, `max_bytes`, `timeout` triggers, wire-batch boundaries, back-pressure signal |
 //! | [`watermark`] | per-partition contiguous commit watermark; [`watermark::CommitTracker`]: what to commit, when, one commit in flight |
 //! | [`strategy`] | acknowledgment strategies as pure decisions; retry state in the OffsetCommit metadata |
+//! | [`partition`] | one partition's life cycle: accumulator + watermark + retry state, decisions applied |
 //! | [`inflight`] | `max_in_flight_batches` across partitions, one batch at a time per partition, FIFO fairness |
 //! | [`config`] | [`BatchConfig`] and [`DeadLetterConfig`] with validating builders |
 //! | [`telemetry`] | tracing events named after Kafee's; `metrics` facade behind the `metrics` feature |
@@ -36,6 +37,7 @@ use std::sync::Arc;
 pub mod accumulator;
 pub mod config;
 pub mod inflight;
+pub mod partition;
 pub mod strategy;
 pub mod telemetry;
 pub mod watermark;
@@ -45,6 +47,9 @@ pub use config::{
     AckStrategy, BatchConfig, BatchConfigBuilder, ConfigError, DeadLetterConfig, Mode, TimeoutFrom,
 };
 pub use inflight::InFlight;
+pub use partition::{
+    DeadLetterJob, DeadLetterOutcome, Outcome, Partition, PartitionError, Started, Ticket,
+};
 pub use strategy::{Backoff, BatchResult, Decision, RetryState};
 /// The instant type every `now` argument takes (tokio's, so that a paused
 /// test clock drives the timers).
