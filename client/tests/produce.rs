@@ -72,6 +72,7 @@ on_both_brokers!(
     partition_beyond_the_topic_is_refused_at_once,
     flush_sends_lingering_records_and_close_refuses_new_ones,
     every_compression_codec_is_accepted_and_reads_back,
+    idempotent_producer_writes_gaplessly_numbered_batches,
 );
 
 /// Apache Kafka only: Tansu 0.6 does not enforce the topic config
@@ -90,8 +91,25 @@ mod kafka_only {
 /// Every record of one partition, read with raw Fetch requests from offset 0
 /// up to the high watermark.
 async fn read_partition(cluster: &Cluster, topic: &str, partition: i32) -> Vec<OwnedRecord> {
+    read_batches(cluster, topic, partition)
+        .await
+        .into_iter()
+        .flat_map(|b| b.records)
+        .collect()
+}
+
+/// One batch as read back: its producer id and base sequence, its records.
+struct ReadBatch {
+    producer_id: i64,
+    base_sequence: i32,
+    records: Vec<OwnedRecord>,
+}
+
+/// Every batch of one partition, read with raw Fetch requests from offset 0
+/// up to the high watermark.
+async fn read_batches(cluster: &Cluster, topic: &str, partition: i32) -> Vec<ReadBatch> {
     let (conn, _) = cluster.leader_connection(topic, partition).await.unwrap();
-    let mut records = Vec::new();
+    let mut batches: Vec<ReadBatch> = Vec::new();
     let mut offset = 0i64;
     for _ in 0..1000 {
         let request = FetchRequest::default()
@@ -114,17 +132,27 @@ async fn read_partition(cluster: &Cluster, topic: &str, partition: i32) -> Vec<O
         assert_eq!(data.error_code, 0, "fetch error for partition {partition}");
         let set = RecordSet::new(data.records.clone().unwrap_or_default());
         for batch in set {
-            let decoded = batch.unwrap().decode(&DecodeLimits::default()).unwrap();
+            let batch = batch.unwrap();
+            let (producer_id, base_sequence) = (batch.producer_id(), batch.base_sequence());
+            let decoded = batch.decode(&DecodeLimits::default()).unwrap();
+            let mut records = Vec::new();
             for record in decoded.records() {
                 let record = record.unwrap();
                 if record.offset() >= offset {
                     records.push(record.to_owned());
                 }
             }
+            if let Some(last) = records.last() {
+                offset = last.offset() + 1;
+                batches.push(ReadBatch {
+                    producer_id,
+                    base_sequence,
+                    records,
+                });
+            }
         }
-        offset = records.last().map_or(offset, |r| r.offset() + 1);
         if offset >= data.high_watermark {
-            return records;
+            return batches;
         }
     }
     panic!("partition {partition} of {topic}: could not read up to the high watermark");
@@ -472,4 +500,50 @@ async fn every_compression_codec_is_accepted_and_reads_back(addr: &str) {
         assert_eq!(values, expected, "{codec}");
         producer.close().await;
     }
+}
+
+/// With idempotence the broker grants a producer id and every batch it
+/// stores carries it, numbered per partition without gap from 0.
+async fn idempotent_producer_writes_gaplessly_numbered_batches(addr: &str) {
+    let cluster = cluster(addr).await;
+    let topic = common::unique_topic("idempotent");
+    create_topic(&cluster, &NewTopic::new(&topic, 3, 1)).await;
+    let config = ProducerConfig::builder()
+        .idempotence(true)
+        .linger(Duration::ZERO)
+        .batch_size(400)
+        .build()
+        .unwrap();
+    let producer = Producer::new(cluster.clone(), config);
+    let deliveries: Vec<_> = (0..300)
+        .map(|i| {
+            let record = ProducerRecord::new(&topic)
+                .key(Bytes::from(format!("k{i}")))
+                .value(Bytes::from(format!("v{i}")));
+            producer.enqueue(record).unwrap()
+        })
+        .collect();
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let (mut total, mut batch_count) = (0, 0);
+    for partition in 0..3 {
+        let batches = read_batches(&cluster, &topic, partition).await;
+        batch_count += batches.len();
+        let producer_id = batches[0].producer_id;
+        assert!(producer_id >= 0, "no producer id on partition {partition}");
+        let mut next = 0;
+        for b in &batches {
+            assert_eq!(b.producer_id, producer_id);
+            assert_eq!(b.base_sequence, next, "partition {partition}");
+            next += b.records.len() as i32;
+        }
+        total += next as usize;
+    }
+    assert_eq!(total, 300);
+    assert!(
+        batch_count > 3,
+        "numbering across batches untested: {batch_count} batches"
+    );
+    producer.close().await;
 }

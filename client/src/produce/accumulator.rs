@@ -24,13 +24,13 @@
 //! * A batch takes at least one record however large it is (a record above
 //!   `batch.size` gets a batch of its own).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafee_protocol::records::{
     Compression, DecodeLimits, EncodeError, Header, RecordBatch, RecordBatchBuilder,
-    RECORD_BATCH_HEADER_SIZE,
+    NO_PRODUCER_ID, RECORD_BATCH_HEADER_SIZE,
 };
 
 use crate::admin::TopicPartition;
@@ -90,6 +90,34 @@ pub struct ProducerBatch<T> {
     created_at: Instant,
     attempts: u32,
     full: bool,
+    stamp: Option<Stamp>,
+}
+
+/// The idempotent producer's identity and a batch's first sequence number,
+/// as written into its encoded bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    /// `producer_id` from InitProducerId.
+    pub producer_id: i64,
+    /// `producer_epoch` from InitProducerId.
+    pub producer_epoch: i16,
+    /// Sequence number of the batch's first record.
+    pub base_sequence: i32,
+}
+
+/// The idempotent producer's identity (InitProducerId's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProducerIdentity {
+    /// `producer_id`.
+    pub producer_id: i64,
+    /// `producer_epoch`.
+    pub producer_epoch: i16,
+}
+
+/// The sequence number after `base` and `count` records: Kafka's sequences
+/// wrap from `i32::MAX` to 0.
+pub fn next_sequence(base: i32, count: usize) -> i32 {
+    ((i64::from(base) + count as i64) % (i64::from(i32::MAX) + 1)) as i32
 }
 
 impl<T> ProducerBatch<T> {
@@ -134,10 +162,47 @@ impl<T> ProducerBatch<T> {
         self.encoded.as_ref()
     }
 
-    fn encode(&mut self) -> Result<Bytes, EncodeError> {
-        if let Some(bytes) = &self.encoded {
+    /// The producer id, epoch and base sequence the encoded batch carries
+    /// (idempotent producer only).
+    pub fn stamp(&self) -> Option<Stamp> {
+        self.stamp
+    }
+
+    /// Encodes the batch, or returns the bytes of an earlier attempt when
+    /// they carry the current identity (a retry must resend the same
+    /// sequence numbers). A batch without bytes for the current identity
+    /// takes the partition's next sequence numbers.
+    fn encode(
+        &mut self,
+        identity: Option<ProducerIdentity>,
+        sequences: &mut HashMap<TopicPartition, i32>,
+    ) -> Result<Bytes, EncodeError> {
+        let current = match (identity, self.stamp) {
+            (None, None) => true,
+            (Some(id), Some(st)) => {
+                st.producer_id == id.producer_id && st.producer_epoch == id.producer_epoch
+            }
+            _ => false,
+        };
+        if let (true, Some(bytes)) = (current, &self.encoded) {
             return Ok(bytes.clone());
         }
+        let (producer_id, producer_epoch, base_sequence) = match identity {
+            Some(id) => {
+                let next = sequences.entry(self.topic_partition.clone()).or_insert(0);
+                let base = *next;
+                *next = next_sequence(base, self.records.len());
+                (id.producer_id, id.producer_epoch, base)
+            }
+            None => (NO_PRODUCER_ID, -1, -1),
+        };
+        let builder = std::mem::replace(&mut self.builder, RecordBatchBuilder::new(0));
+        self.builder = builder.producer(producer_id, producer_epoch, base_sequence);
+        self.stamp = identity.map(|id| Stamp {
+            producer_id: id.producer_id,
+            producer_epoch: id.producer_epoch,
+            base_sequence,
+        });
         let bytes = self.builder.build()?;
         self.encoded = Some(bytes.clone());
         Ok(bytes)
@@ -221,6 +286,8 @@ pub struct ProduceAccumulator<T> {
     next_seq: u64,
     flushing: bool,
     records: usize,
+    identity: Option<ProducerIdentity>,
+    sequences: HashMap<TopicPartition, i32>,
 }
 
 impl<T> ProduceAccumulator<T> {
@@ -232,7 +299,27 @@ impl<T> ProduceAccumulator<T> {
             next_seq: 0,
             flushing: false,
             records: 0,
+            identity: None,
+            sequences: HashMap::new(),
         }
+    }
+
+    /// The idempotent producer's identity batches are stamped with, if any.
+    pub fn identity(&self) -> Option<ProducerIdentity> {
+        self.identity
+    }
+
+    /// Stamps the batches drained from now on with this identity and
+    /// sequence numbers from 0 per partition (idempotent producer). Batches
+    /// encoded under another identity (retries) are stamped afresh when
+    /// drained again. `None` goes back to unstamped batches.
+    ///
+    /// Invariant kept: per partition the broker sees sequences without gap,
+    /// because at most one batch per partition is in flight and a retried
+    /// batch is drained before any later one.
+    pub fn set_identity(&mut self, identity: Option<ProducerIdentity>) {
+        self.identity = identity;
+        self.sequences.clear();
     }
 
     /// Records held (queued, not in flight).
@@ -317,6 +404,7 @@ impl<T> ProduceAccumulator<T> {
                 created_at: now,
                 attempts: 0,
                 full: false,
+                stamp: None,
             });
         }
         let Some(batch) = queue.batches.back_mut() else {
@@ -376,7 +464,7 @@ impl<T> ProduceAccumulator<T> {
             let Some(front) = queue.batches.front_mut() else {
                 continue;
             };
-            let size = match front.encode() {
+            let size = match front.encode(self.identity, &mut self.sequences) {
                 Ok(bytes) => bytes.len(),
                 Err(e) => {
                     if let Some(batch) = queue.batches.pop_front() {
@@ -454,8 +542,17 @@ impl<T> ProduceAccumulator<T> {
             mut records,
             created_at,
             attempts,
+            stamp,
             ..
         } = batch;
+        // The broker refused the whole batch: its sequence numbers were not
+        // used, and the halves take them again.
+        if let (Some(st), Some(id)) = (stamp, self.identity) {
+            if st.producer_id == id.producer_id && st.producer_epoch == id.producer_epoch {
+                self.sequences
+                    .insert(topic_partition.clone(), st.base_sequence);
+            }
+        }
         let second_records = records.split_off(n / 2);
         let [first_builder, second_builder] = halves;
         let mut make = |builder, records| {
@@ -470,6 +567,7 @@ impl<T> ProduceAccumulator<T> {
                 created_at,
                 attempts: attempts.saturating_add(1),
                 full: true,
+                stamp: None,
             }
         };
         let first = make(first_builder, records);
@@ -533,6 +631,26 @@ impl<T> ProduceAccumulator<T> {
         self.queues
             .retain(|_, q| q.in_flight || !q.batches.is_empty());
         expired
+    }
+
+    /// Takes every queued batch out (to fail them all).
+    pub fn take_all(&mut self) -> Vec<ProducerBatch<T>> {
+        let mut all = Vec::new();
+        for queue in self.queues.values_mut() {
+            all.extend(queue.batches.drain(..));
+        }
+        self.records = 0;
+        self.queues.retain(|_, q| q.in_flight);
+        all
+    }
+
+    /// The earliest instant at which a queued batch expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.queues
+            .values()
+            .filter_map(|q| q.batches.front())
+            .map(|b| b.created_at + self.config.delivery_timeout)
+            .min()
     }
 
     /// The earliest instant at which [`drain`](Self::drain) or
@@ -833,6 +951,117 @@ mod tests {
             .pop()
             .unwrap();
         assert!(acc.split(single, retry_at).is_err());
+    }
+
+    fn stamp_of(batch: &ProducerBatch<u32>) -> (i64, i16, i32) {
+        let parsed = RecordBatch::parse(batch.encoded().unwrap().clone()).unwrap();
+        (
+            parsed.producer_id(),
+            parsed.producer_epoch(),
+            parsed.base_sequence(),
+        )
+    }
+
+    #[test]
+    fn idempotent_batches_carry_gapless_sequences_and_retries_keep_theirs() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(5);
+        let mut acc = ProduceAccumulator::new(config());
+        let id = ProducerIdentity {
+            producer_id: 7,
+            producer_epoch: 2,
+        };
+        acc.set_identity(Some(id));
+        for i in 0..3 {
+            add(&mut acc, 0, b"a", i, t0);
+        }
+        let first = acc
+            .drain(later, leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(stamp_of(&first), (7, 2, 0));
+        assert_eq!(first.stamp().unwrap().base_sequence, 0);
+        acc.complete(&tp(0));
+        for i in 3..5 {
+            add(&mut acc, 0, b"b", i, later);
+        }
+        let second = acc
+            .drain(later + Duration::from_millis(5), leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(stamp_of(&second), (7, 2, 3));
+        // A retry under the same identity resends the same bytes.
+        let bytes = second.encoded().unwrap().clone();
+        acc.retry(second, later);
+        let again = acc
+            .drain(later + Duration::from_millis(5), leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(again.encoded().unwrap(), &bytes);
+        // Under a new identity the retried batch starts the sequence at 0.
+        acc.set_identity(Some(ProducerIdentity {
+            producer_id: 8,
+            producer_epoch: 0,
+        }));
+        acc.retry(again, later);
+        let restamped = acc
+            .drain(later + Duration::from_millis(5), leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(stamp_of(&restamped), (8, 0, 0));
+        // Splitting gives the refused batch's sequences to its halves.
+        acc.split(restamped, later).unwrap();
+        let half = acc
+            .drain(later + Duration::from_millis(5), leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(stamp_of(&half), (8, 0, 0));
+        assert_eq!(half.records().len(), 1);
+        acc.complete(&tp(0));
+        let other = acc
+            .drain(later + Duration::from_millis(5), leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(stamp_of(&other), (8, 0, 1));
+        // Without identity, batches carry no producer id.
+        acc.set_identity(None);
+        acc.complete(&tp(0));
+        add(&mut acc, 0, b"c", 9, later);
+        let plain = acc
+            .drain(later + Duration::from_millis(10), leader(1))
+            .by_node
+            .remove(&1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(stamp_of(&plain), (-1, -1, -1));
+        assert_eq!(plain.stamp(), None);
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        assert_eq!(next_sequence(0, 5), 5);
+        assert_eq!(next_sequence(i32::MAX - 1, 1), i32::MAX);
+        assert_eq!(next_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(next_sequence(i32::MAX, 1), 0);
     }
 
     proptest! {

@@ -82,6 +82,9 @@ pub enum ProducerConfigError {
         /// `request.timeout.ms`.
         request_timeout: Duration,
     },
+    /// `enable.idempotence` with `acks` other than `all`.
+    #[error("enable.idempotence requires acks=all")]
+    IdempotenceNeedsAcksAll,
     /// `retry.backoff.ms` exceeds `retry.backoff.max.ms`.
     #[error("retry.backoff.ms ({backoff:?}) exceeds retry.backoff.max.ms ({max:?})")]
     BackoffAboveMax {
@@ -119,6 +122,7 @@ pub struct ProducerConfig {
     delivery_timeout: Duration,
     retry_backoff: Duration,
     retry_backoff_max: Duration,
+    idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -134,6 +138,7 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(1),
+            idempotence: false,
         }
     }
 }
@@ -214,6 +219,17 @@ impl ProducerConfig {
     pub fn retry_backoff_max(&self) -> Duration {
         self.retry_backoff_max
     }
+
+    /// `enable.idempotence` (default off; Java's default is on): the producer
+    /// takes a producer id (InitProducerId) and numbers its batches per
+    /// partition, so the broker drops a batch it already wrote when a retry
+    /// resends it after a lost answer. A batch that fails for good leaves a
+    /// gap in the numbering; the producer then takes a new producer id.
+    /// Needs `acks=all` (checked by [`ProducerConfigBuilder::build`]) and a
+    /// broker that grants producer ids (IDEMPOTENT_WRITE permission).
+    pub fn idempotence(&self) -> bool {
+        self.idempotence
+    }
 }
 
 /// Builder of [`ProducerConfig`]; [`ProducerConfigBuilder::build`] validates.
@@ -276,6 +292,12 @@ impl ProducerConfigBuilder {
     pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.config.retry_backoff = initial;
         self.config.retry_backoff_max = max;
+        self
+    }
+
+    /// See [`ProducerConfig::idempotence`].
+    pub fn idempotence(mut self, enabled: bool) -> Self {
+        self.config.idempotence = enabled;
         self
     }
 
@@ -345,6 +367,9 @@ impl ProducerConfigBuilder {
                 request_timeout: c.request_timeout,
             });
         }
+        if c.idempotence && c.acks != Acks::All {
+            return Err(ProducerConfigError::IdempotenceNeedsAcksAll);
+        }
         if c.retry_backoff > c.retry_backoff_max {
             return Err(ProducerConfigError::BackoffAboveMax {
                 backoff: c.retry_backoff,
@@ -413,6 +438,17 @@ mod tests {
             e.to_string(),
             "request.timeout.ms must be greater than zero"
         );
+        let e = ProducerConfig::builder()
+            .idempotence(true)
+            .acks(Acks::Leader)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.to_string(), "enable.idempotence requires acks=all");
+        assert!(ProducerConfig::builder()
+            .idempotence(true)
+            .build()
+            .unwrap()
+            .idempotence());
         let e = ProducerConfig::builder().batch_size(0).build().unwrap_err();
         assert_eq!(e, ProducerConfigError::ZeroBytes("batch.size"));
     }

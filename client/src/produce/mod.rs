@@ -29,11 +29,19 @@
 //! **Ordering and duplicates.** At most one batch per partition is in flight
 //! and a retried batch is sent again before any later batch of its
 //! partition, so records of one partition are written in the order they were
-//! handed over. The producer is not idempotent (no producer id, no
-//! sequence numbers): a request whose answer was lost (request timeout, dead
-//! connection, NOT_ENOUGH_REPLICAS_AFTER_APPEND) is sent again and its records
-//! may be written twice. For a dead-letter queue this is at-least-once, which
-//! is what the batch layer promises anyway.
+//! handed over. By default the producer is not idempotent: a request whose
+//! answer was lost (request timeout, dead connection,
+//! NOT_ENOUGH_REPLICAS_AFTER_APPEND) is sent again and its records may be
+//! written twice. For a dead-letter queue this is at-least-once, which is
+//! what the batch layer promises anyway.
+//!
+//! With [`ProducerConfigBuilder::idempotence`] the producer takes a producer
+//! id (InitProducerId) and numbers its batches per partition; a resent batch
+//! keeps its numbers and the broker keeps one copy. A numbered batch that
+//! fails for good (or OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID,
+//! INVALID_PRODUCER_EPOCH) makes the producer take a new producer id; a batch
+//! whose outcome was unknown at that moment and is resent under the new id
+//! may still be written twice. No transactions.
 //!
 //! **Partitions.** See [`partitioner`]: explicit, else Java-compatible murmur2 of
 //! the key, else sticky (keyless records fill one partition's batch at a time).

@@ -20,12 +20,14 @@ use bytes::Bytes;
 use kafee_protocol::error::ErrorCode;
 use kafee_protocol::records::Header;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::accumulator::{AccumulatorConfig, ProduceAccumulator, ProducerBatch};
+use super::accumulator::{AccumulatorConfig, ProduceAccumulator, ProducerBatch, ProducerIdentity};
 use super::partitioner::{partition_for_key, StickyPartitions};
 use super::{Command, Counters, Pending, ProduceError, ProducerConfig, RecordMetadata};
 use crate::admin::TopicPartition;
@@ -65,6 +67,8 @@ enum Event {
     },
     /// A metadata refresh asked for by a partition without leader finished.
     Refreshed,
+    /// InitProducerId answered (idempotent producer).
+    Identity(Result<ProducerIdentity, ClientError>),
     /// A Produce request was answered (or failed).
     Produced {
         batches: Vec<ProducerBatch<Completion>>,
@@ -91,6 +95,13 @@ struct Task {
     /// if the batch expires.
     last_errors: HashMap<u64, ProduceError>,
     counters: Arc<Counters>,
+    /// Idempotent producer: an InitProducerId is on its way.
+    init_in_flight: bool,
+    /// Idempotent producer: when to ask for a producer id again.
+    init_retry_at: Option<Instant>,
+    init_backoff: Backoff,
+    /// Idempotent producer: why the last InitProducerId failed.
+    init_error: Option<Arc<ClientError>>,
 }
 
 pub(super) async fn run(
@@ -106,6 +117,7 @@ pub(super) async fn run(
             .build_hasher()
             .finish()
     };
+    let config_backoff = (config.retry_backoff(), config.retry_backoff_max());
     let mut task = Task {
         acc: ProduceAccumulator::new(AccumulatorConfig {
             linger: config.linger(),
@@ -130,6 +142,10 @@ pub(super) async fn run(
         jitter_seed: seed,
         last_errors: HashMap::new(),
         counters,
+        init_in_flight: false,
+        init_retry_at: None,
+        init_backoff: Backoff::new(config_backoff.0, config_backoff.1),
+        init_error: None,
     };
     loop {
         let wake = task.pump();
@@ -354,7 +370,106 @@ impl Task {
         match event {
             Event::TopicLookup { topic, result } => self.on_lookup(topic, result),
             Event::Refreshed => self.refresh_in_flight = false,
+            Event::Identity(result) => self.on_identity(result),
             Event::Produced { batches, result } => self.on_produced(batches, result),
+        }
+    }
+
+    fn spawn_init(&mut self) {
+        self.init_in_flight = true;
+        let cluster = self.cluster.clone();
+        let events = self.events_tx.clone();
+        let timeout = self.config.request_timeout();
+        tokio::spawn(async move {
+            let result = async {
+                let conn = cluster.any_broker().await?;
+                let (_, response) = conn
+                    .send_with(timeout, |_| {
+                        InitProducerIdRequest::default()
+                            .with_transactional_id(None)
+                            .with_transaction_timeout_ms(60_000)
+                            .with_producer_id(ProducerId(-1))
+                            .with_producer_epoch(-1)
+                    })
+                    .await?;
+                if response.error_code != 0 {
+                    return Err(ClientError::Broker {
+                        broker: conn.broker().to_owned(),
+                        api: ApiKey::InitProducerId,
+                        code: ErrorCode(response.error_code),
+                        topic: None,
+                        partition: None,
+                        message: None,
+                    });
+                }
+                Ok(ProducerIdentity {
+                    producer_id: response.producer_id.0,
+                    producer_epoch: response.producer_epoch,
+                })
+            }
+            .await;
+            let _ = events.send(Event::Identity(result));
+        });
+    }
+
+    fn on_identity(&mut self, result: Result<ProducerIdentity, ClientError>) {
+        self.init_in_flight = false;
+        match result {
+            Ok(identity) => {
+                tracing::debug!(
+                    producer_id = identity.producer_id,
+                    producer_epoch = identity.producer_epoch,
+                    "producer: idempotent identity"
+                );
+                self.acc.set_identity(Some(identity));
+                self.init_backoff.reset();
+                self.init_error = None;
+            }
+            Err(e) => {
+                let retriable = client_retriable(&e);
+                tracing::debug!(error = %e, retriable, "producer: InitProducerId failed");
+                let source = Arc::new(e);
+                self.init_error = Some(source.clone());
+                self.init_retry_at = Some(Instant::now() + self.init_backoff.next_delay());
+                if !retriable {
+                    // Not authorized for idempotent writes, ...: no record can
+                    // be sent; fail what is queued now rather than at the
+                    // delivery timeout.
+                    for batch in self.acc.take_all() {
+                        let tp = batch.topic_partition().clone();
+                        let error = ProduceError::Client {
+                            topic: tp.topic,
+                            partition: Some(tp.partition),
+                            source: source.clone(),
+                        };
+                        self.fail_records(batch, error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The idempotent producer's numbering has a gap (a batch that used
+    /// sequence numbers failed for good) or the broker forgot the producer:
+    /// stop stamping and take a new producer id before sending more.
+    fn reset_identity(&mut self, why: &str) {
+        if let Some(id) = self.acc.identity() {
+            tracing::debug!(
+                producer_id = id.producer_id,
+                why,
+                "producer: taking a new producer id"
+            );
+            self.acc.set_identity(None);
+        }
+    }
+
+    /// Whether a batch carries the current identity's sequence numbers.
+    fn stamped_now(&self, batch: &ProducerBatch<Completion>) -> bool {
+        match (batch.stamp(), self.acc.identity()) {
+            (Some(st), Some(id)) => {
+                st.producer_id == id.producer_id && st.producer_epoch == id.producer_epoch
+            }
+            _ => false,
         }
     }
 
@@ -457,7 +572,13 @@ impl Task {
                 self.fail_batch(batch, error);
                 continue;
             };
-            let code = ErrorCode(answer.error_code);
+            let mut code = ErrorCode(answer.error_code);
+            let idempotent = self.stamped_now(&batch);
+            if idempotent && code == ErrorCode::DUPLICATE_SEQUENCE_NUMBER {
+                // The broker already has this batch (an earlier attempt was
+                // written); it does not say where.
+                code = ErrorCode::NONE;
+            }
             if code.is_ok() {
                 let base_offset = answer.base_offset;
                 let append_time = answer.log_append_time_ms;
@@ -505,6 +626,16 @@ impl Task {
                 code,
                 message: (!message.is_empty()).then_some(message),
             };
+            let sequence_lost = code == ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+                || code == ErrorCode::UNKNOWN_PRODUCER_ID
+                || code == ErrorCode::INVALID_PRODUCER_EPOCH;
+            if sequence_lost && batch.stamp().is_some() {
+                if idempotent {
+                    self.reset_identity(code.name());
+                }
+                self.retry(batch, error);
+                continue;
+            }
             let too_large =
                 code == ErrorCode::MESSAGE_TOO_LARGE || code == ErrorCode::RECORD_LIST_TOO_LARGE;
             if too_large && batch.records().len() > 1 {
@@ -579,6 +710,10 @@ impl Task {
 
     fn fail_records(&mut self, batch: ProducerBatch<Completion>, error: ProduceError) {
         self.last_errors.remove(&batch.seq());
+        if self.stamped_now(&batch) {
+            // Its sequence numbers were handed out but will never be written.
+            self.reset_identity("a numbered batch failed for good");
+        }
         for record in batch.into_records() {
             self.finish(record.handle.id, record.handle.tx, Err(error.clone()));
         }
@@ -589,7 +724,15 @@ impl Task {
         batch: &ProducerBatch<Completion>,
         last: Option<ProduceError>,
     ) -> ProduceError {
-        let last = last.or_else(|| self.last_errors.remove(&batch.seq()));
+        let last = last
+            .or_else(|| self.last_errors.remove(&batch.seq()))
+            .or_else(|| {
+                self.init_error.as_ref().map(|source| ProduceError::Client {
+                    topic: batch.topic_partition().topic.clone(),
+                    partition: Some(batch.topic_partition().partition),
+                    source: source.clone(),
+                })
+            });
         ProduceError::DeliveryTimeout {
             topic: batch.topic_partition().topic.clone(),
             partition: Some(batch.topic_partition().partition),
@@ -695,6 +838,24 @@ impl Task {
             .set_flushing(!self.flush_waiters.is_empty() || self.closing || self.input_closed);
 
         // Drain ready batches, one request per leader.
+        // The idempotent producer sends nothing until it has a producer id.
+        if self.config.idempotence() && self.acc.identity().is_none() {
+            if !self.init_in_flight {
+                match self.init_retry_at {
+                    Some(at) if at > now => consider(&mut wake, at),
+                    _ if self.acc.is_empty() => {}
+                    _ => {
+                        self.init_retry_at = None;
+                        self.spawn_init();
+                    }
+                }
+            }
+            if let Some(at) = self.acc.next_expiry() {
+                consider(&mut wake, Instant::from_std(at));
+            }
+            return wake;
+        }
+
         // The metadata lock is taken per ready partition, not around the
         // drain: encoding (and compressing) a batch happens outside it.
         let (acc, cluster) = (&mut self.acc, &self.cluster);

@@ -16,8 +16,8 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader,
+    ApiKey, ApiVersionsResponse, BrokerId, InitProducerIdRequest, InitProducerIdResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,6 +28,10 @@ use crate::config::ClientConfig;
 use crate::conn::tests::{all_versions, encode_response};
 
 const NODE: i32 = 1;
+
+/// Idempotence bookkeeping of one producer id and partition: the next
+/// expected sequence, and base sequence → base offset of written batches.
+type Numbering = (i32, HashMap<i32, i64>);
 
 /// What the fake answers and what it has stored.
 #[derive(Default)]
@@ -46,6 +50,16 @@ struct Script {
     produce_max_version: Option<i16>,
     /// Versions of the Produce requests received.
     produce_versions: Vec<i16>,
+    /// Error codes for the next InitProducerId answers (then success).
+    init_codes: VecDeque<i16>,
+    init_requests: usize,
+    /// Producer ids handed out.
+    producer_ids: Vec<i64>,
+    /// Idempotence: next expected sequence and written batches (base
+    /// sequence → base offset) per producer id and partition.
+    sequences: HashMap<(i64, String, i32), Numbering>,
+    /// (producer id, epoch, base sequence, records) of every batch received.
+    stamps: Vec<(i64, i16, i32, usize)>,
     /// Delay before answering a Produce.
     produce_delay: Duration,
     /// Values written per partition, in offset order.
@@ -204,21 +218,56 @@ async fn answer(header: &RequestHeader, mut body: Bytes, script: &Mutex<Script>)
                         .and_then(|q| q.pop_front())
                         .unwrap_or(0);
                     let mut values = Vec::new();
+                    let mut stamp = (-1, -1, -1);
                     for batch in RecordSet::new(data.records.unwrap()) {
-                        let decoded = batch.unwrap().decode(&DecodeLimits::default()).unwrap();
+                        let batch = batch.unwrap();
+                        stamp = (
+                            batch.producer_id(),
+                            batch.producer_epoch(),
+                            batch.base_sequence(),
+                        );
+                        let decoded = batch.decode(&DecodeLimits::default()).unwrap();
                         for r in decoded.records() {
                             values.push(r.unwrap().value().map(Bytes::copy_from_slice));
                         }
                     }
-                    let code = match st.max_records_per_batch {
+                    st.stamps.push((stamp.0, stamp.1, stamp.2, values.len()));
+                    let mut code = match st.max_records_per_batch {
                         Some(max) if values.len() > max => ErrorCode::MESSAGE_TOO_LARGE.0,
                         _ => code,
                     };
                     let mut base_offset = -1;
-                    if code == 0 {
-                        let log = st.log.entry(key).or_default();
+                    let (producer_id, _, base_sequence) = stamp;
+                    let mut duplicate_of = None;
+                    if code == 0 && producer_id >= 0 {
+                        if !st.producer_ids.contains(&producer_id) {
+                            code = ErrorCode::UNKNOWN_PRODUCER_ID.0;
+                        } else {
+                            let entry = st
+                                .sequences
+                                .entry((producer_id, key.0.clone(), key.1))
+                                .or_default();
+                            if let Some(&offset) = entry.1.get(&base_sequence) {
+                                duplicate_of = Some(offset);
+                            } else if base_sequence != entry.0 {
+                                code = ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER.0;
+                            }
+                        }
+                    }
+                    if let Some(offset) = duplicate_of {
+                        base_offset = offset;
+                    } else if code == 0 {
+                        let log = st.log.entry(key.clone()).or_default();
                         base_offset = log.len() as i64;
-                        log.extend(values);
+                        log.extend(values.iter().cloned());
+                        if producer_id >= 0 {
+                            let entry = st
+                                .sequences
+                                .entry((producer_id, key.0.clone(), key.1))
+                                .or_default();
+                            entry.0 = base_sequence + values.len() as i32;
+                            entry.1.insert(base_sequence, base_offset);
+                        }
                     }
                     partitions.push(
                         PartitionProduceResponse::default()
@@ -239,6 +288,24 @@ async fn answer(header: &RequestHeader, mut body: Bytes, script: &Mutex<Script>)
                 return None;
             }
             encode_response(id, v, &ProduceResponse::default().with_responses(responses))
+        }
+        ApiKey::InitProducerId => {
+            let _ = InitProducerIdRequest::decode(&mut body, v).unwrap();
+            let mut st = script.lock().unwrap();
+            st.init_requests += 1;
+            let code = st.init_codes.pop_front().unwrap_or(0);
+            let producer_id = if code == 0 {
+                let id = 1000 + st.producer_ids.len() as i64;
+                st.producer_ids.push(id);
+                id
+            } else {
+                -1
+            };
+            let response = InitProducerIdResponse::default()
+                .with_error_code(code)
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(0);
+            encode_response(id, v, &response)
         }
         other => panic!("the fake does not answer {other:?}"),
     })
@@ -622,6 +689,148 @@ async fn produce_version_is_the_negotiated_one() {
         assert_eq!(m.offset, 0);
         assert_eq!(fake.script().produce_versions, vec![expected]);
     }
+}
+
+fn idempotent() -> ProducerConfigBuilder {
+    fast_config().idempotence(true)
+}
+
+/// With idempotence, the retry after a lost answer carries the same producer
+/// id and sequence, and the broker keeps one copy (compare
+/// `lost_answer_is_retried_and_duplicates_the_batch_in_order`).
+#[tokio::test]
+async fn idempotent_retry_after_a_lost_answer_is_written_once() {
+    let fake = Fake::start(&[("t", 1)]).await;
+    fake.script().lose_answers = 1;
+    let producer = Producer::new(
+        fake.cluster().await,
+        idempotent()
+            .linger(Duration::from_millis(30))
+            .build()
+            .unwrap(),
+    );
+    let a = producer
+        .enqueue(ProducerRecord::new("t").value("a"))
+        .unwrap();
+    let b = producer
+        .enqueue(ProducerRecord::new("t").value("b"))
+        .unwrap();
+    assert_eq!(a.await.unwrap().offset, 0);
+    assert_eq!(b.await.unwrap().offset, 1);
+    assert_eq!(fake.log("t", 0), vec![value("a"), value("b")]);
+    let st = fake.script();
+    assert_eq!(st.init_requests, 1);
+    assert_eq!(st.stamps, vec![(1000, 0, 0, 2), (1000, 0, 0, 2)]);
+}
+
+/// Sequence numbers run on per partition without gap across batches.
+#[tokio::test]
+async fn idempotent_batches_number_records_per_partition() {
+    let fake = Fake::start(&[("t", 2)]).await;
+    let producer = Producer::new(
+        fake.cluster().await,
+        idempotent()
+            .linger(Duration::ZERO)
+            .batch_size(150)
+            .build()
+            .unwrap(),
+    );
+    let deliveries: Vec<_> = (0..40)
+        .map(|i| {
+            producer
+                .enqueue(
+                    ProducerRecord::new("t")
+                        .partition(i % 2)
+                        .value(format!("{i:02}")),
+                )
+                .unwrap()
+        })
+        .collect();
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    // The fake answers OUT_OF_ORDER_SEQUENCE_NUMBER to any gap or reorder;
+    // none came (no retry, one producer id), and each partition's numbering
+    // reached 20.
+    assert_eq!(producer.stats().retries, 0);
+    let st = fake.script();
+    assert_eq!(st.init_requests, 1);
+    for p in 0..2 {
+        let (next, written) = &st.sequences[&(1000, "t".to_owned(), p)];
+        assert_eq!(*next, 20, "partition {p}");
+        assert!(written.contains_key(&0));
+    }
+    assert!(st.stamps.len() > 2, "several batches: {:?}", st.stamps);
+}
+
+/// A numbered batch refused for good leaves a gap in the numbering: the
+/// producer takes a new producer id, and the next record starts again at
+/// sequence 0 under it.
+#[tokio::test]
+async fn idempotent_producer_takes_a_new_id_after_a_numbered_batch_fails() {
+    let fake = Fake::start(&[("t", 1)]).await;
+    fake.script()
+        .codes
+        .insert(("t".into(), 0), VecDeque::from([87]));
+    let producer = Producer::new(fake.cluster().await, idempotent().build().unwrap());
+    let e = producer
+        .send(ProducerRecord::new("t").value("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::INVALID_RECORD));
+    let m = producer
+        .send(ProducerRecord::new("t").value("y"))
+        .await
+        .unwrap();
+    assert_eq!(m.offset, 0);
+    let st = fake.script();
+    assert_eq!(st.init_requests, 2);
+    assert_eq!(st.stamps, vec![(1000, 0, 0, 1), (1001, 0, 0, 1)]);
+}
+
+/// OUT_OF_ORDER_SEQUENCE_NUMBER (the broker lost track of this producer's
+/// numbering) is cured with a new producer id and a resend.
+#[tokio::test]
+async fn out_of_order_sequence_takes_a_new_id_and_resends() {
+    let fake = Fake::start(&[("t", 1)]).await;
+    fake.script()
+        .codes
+        .insert(("t".into(), 0), VecDeque::from([45]));
+    let producer = Producer::new(fake.cluster().await, idempotent().build().unwrap());
+    let m = producer
+        .send(ProducerRecord::new("t").value("x"))
+        .await
+        .unwrap();
+    assert_eq!(m.offset, 0);
+    assert_eq!(fake.script().init_requests, 2);
+    assert_eq!(fake.log("t", 0), vec![value("x")]);
+}
+
+/// InitProducerId answered with a retriable code is asked again; with a
+/// final code (not authorized) the queued records fail at once, naming it.
+#[tokio::test]
+async fn init_producer_id_is_retried_or_fails_the_records_naming_the_code() {
+    let fake = Fake::start(&[("t", 1)]).await;
+    fake.script().init_codes = VecDeque::from([14, 14]);
+    let producer = Producer::new(fake.cluster().await, idempotent().build().unwrap());
+    producer
+        .send(ProducerRecord::new("t").value("x"))
+        .await
+        .unwrap();
+    assert_eq!(fake.script().init_requests, 3);
+
+    let fake = Fake::start(&[("t", 1)]).await;
+    fake.script().init_codes = VecDeque::from([31]);
+    let producer = Producer::new(fake.cluster().await, idempotent().build().unwrap());
+    let started = Instant::now();
+    let e = producer
+        .send(ProducerRecord::new("t").value("x"))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(e.code(), Some(ErrorCode::CLUSTER_AUTHORIZATION_FAILED));
+    assert!(e.to_string().contains("InitProducerId"), "{e}");
+    assert_eq!(fake.script().produce_requests, 0);
 }
 
 #[test]
