@@ -1074,6 +1074,7 @@ mod tests {
         ) {
             let t0 = Instant::now();
             let mut acc = ProduceAccumulator::new(config());
+            acc.set_identity(Some(ProducerIdentity { producer_id: 3, producer_epoch: 0 }));
             let mut now = t0;
             let mut seen: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
             let mut collect = |drained: Drained<u32>, acc: &mut ProduceAccumulator<u32>| -> Result<(), TestCaseError> {
@@ -1081,6 +1082,11 @@ mod tests {
                     for b in batches {
                         prop_assert!(b.records().len() == 1 || b.size() <= 1000);
                         let p = b.topic_partition().partition;
+                        // Sequence numbers continue where the partition's
+                        // previous batch ended.
+                        let already = seen.get(&p).map_or(0, Vec::len) as i32;
+                        prop_assert_eq!(b.stamp().unwrap().base_sequence, already);
+                        prop_assert_eq!(stamp_of(&b), (3, 0, already));
                         acc.complete(b.topic_partition());
                         seen.entry(p).or_default().extend(b.into_records().into_iter().map(|r| r.handle));
                     }

@@ -184,7 +184,9 @@ pub struct RecordMetadata {
     pub topic: String,
     /// The partition.
     pub partition: i32,
-    /// The record's offset (`base_offset` of its batch plus its index).
+    /// The record's offset (`base_offset` of its batch plus its index);
+    /// `-1` when an idempotent resend was answered DUPLICATE_SEQUENCE_NUMBER
+    /// (the broker had the batch already and did not say where).
     pub offset: i64,
     /// The record's timestamp: the broker's append time when the topic uses
     /// `LogAppendTime`, else the `CreateTime` written with it.
