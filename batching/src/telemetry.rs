@@ -392,3 +392,128 @@ mod tests {
         assert!(events[9].contains(&"lag=42".to_owned()));
     }
 }
+
+#[cfg(all(test, feature = "metrics"))]
+#[allow(clippy::unwrap_used)]
+mod metrics_tests {
+    use super::*;
+    use metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata,
+        Recorder, SharedString, Unit,
+    };
+    use std::sync::{Arc, Mutex};
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    /// Logs every metric update as `name{labels} kind value`.
+    struct Handle {
+        key: String,
+        log: Log,
+    }
+    impl CounterFn for Handle {
+        fn increment(&self, value: u64) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} counter {value}", self.key));
+        }
+        fn absolute(&self, value: u64) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} counter= {value}", self.key));
+        }
+    }
+    impl GaugeFn for Handle {
+        fn increment(&self, value: f64) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} gauge+ {value}", self.key));
+        }
+        fn decrement(&self, value: f64) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} gauge- {value}", self.key));
+        }
+        fn set(&self, value: f64) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} gauge {value}", self.key));
+        }
+    }
+    impl HistogramFn for Handle {
+        fn record(&self, value: f64) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} histogram {value}", self.key));
+        }
+    }
+
+    struct Capture(Log);
+    impl Capture {
+        fn handle(&self, key: &Key) -> Arc<Handle> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            Arc::new(Handle {
+                key: format!("{}{{{}}}", key.name(), labels.join(",")),
+                log: self.0.clone(),
+            })
+        }
+    }
+    impl Recorder for Capture {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.handle(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.handle(key))
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(self.handle(key))
+        }
+    }
+
+    #[test]
+    fn metrics_reach_the_installed_recorder() {
+        let capture = Capture(Log::default());
+        let meta = Meta {
+            topic: "orders",
+            partition: 3,
+            consumer_group: "g",
+        };
+        metrics::with_local_recorder(&capture, || {
+            process_start(&meta, 10, 1500, AckStrategy::BestEffort);
+            process_end(&meta, Duration::from_millis(250), 10, 2);
+            process_error(&meta, Duration::from_millis(1), 4, "x");
+            message_retry(&meta, 10, 1, 3, false);
+            dlq_sent(&meta, 11, Duration::from_millis(3), 3, "dlq");
+            dlq_error(&meta, 12, Duration::from_millis(3), 3, "dlq", "timeout");
+            consumer_lag(&meta, 42);
+        });
+        let log = capture.0.lock().unwrap().clone();
+        let l = "{topic=orders,partition=3}";
+        assert_eq!(
+            log,
+            vec![
+                format!("kafee_batch_size{l} histogram 10"),
+                format!("kafee_batch_bytes{l} histogram 1500"),
+                format!("kafee_batch_duration_seconds{l} histogram 0.25"),
+                format!("kafee_batch_failed_total{l} counter 2"),
+                format!("kafee_batch_duration_seconds{l} histogram 0.001"),
+                format!("kafee_batch_failed_total{l} counter 4"),
+                format!("kafee_batch_retries_total{l} counter 1"),
+                format!("kafee_dlq_total{l} counter 1"),
+                format!("kafee_dlq_errors_total{l} counter 1"),
+                format!("kafee_consumer_lag{l} gauge 42"),
+            ]
+        );
+    }
+}
