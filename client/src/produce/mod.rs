@@ -17,14 +17,15 @@
 //!       per partition: OK ──► each record's future gets RecordMetadata { offset = base_offset + i }
 //!                      retriable (NOT_LEADER..., timeouts, dead connection) ──► refresh metadata,
 //!                          batch back to the front of its queue after backoff
+//!                      MESSAGE_TOO_LARGE, more than one record ──► split in halves, resent
 //!                      other code ──► each record gets ProduceError::Broker { topic, partition, code }
 //! ```
 //!
 //! **Delivery.** A record's future resolves only after the leader answered
 //! for its batch (with `acks=all`, once the in-sync replicas have it), or with
 //! an error; never later than `delivery.timeout.ms` after the record was
-//! handed over (plus at most one request timeout for a batch already in
-//! flight when the deadline passes).
+//! handed over, plus, for a batch already in flight when the deadline passes,
+//! the rest of that attempt (bounded by the connect and request timeouts).
 //!
 //! **Ordering and duplicates.** At most one batch per partition is in flight
 //! and a retried batch is sent again before any later batch of its
