@@ -22,6 +22,64 @@
 //! | [`config`] | [`BatchConfig`] and [`DeadLetterConfig`] with validating builders |
 //! | [`telemetry`] | tracing events named after Kafee's; `metrics` facade behind the `metrics` feature |
 //!
+//! # Driving it
+//!
+//! Per assigned partition the driver keeps a [`Partition`]; for the group one
+//! [`InFlight`] scheduler and one [`CommitTracker`]. Fetch pauses for a
+//! partition while `partition.should_pause() || inflight.is_waiting(&tp)`.
+//! The driver sleeps until the earliest of the partitions' `next_deadline()`
+//! and the tracker's `next_deadline()`, or until fetched records, a handler
+//! result or a dead-letter write result arrive.
+//!
+//! ```
+//! use std::time::Duration;
+//! use kafee_batching::{
+//!     BatchConfig, BatchResult, CommitTracker, Entry, InFlight, Instant, Mode, Outcome,
+//!     Partition, TopicPartition,
+//! };
+//!
+//! let config = BatchConfig::builder().mode(Mode::Batch).size(2).build().unwrap();
+//! let now = Instant::now();
+//! let tp = TopicPartition::new("orders", 0);
+//! // Assigned: OffsetFetch said offset 0, no metadata.
+//! let (mut partition, _bad_metadata) = Partition::<&str>::new(
+//!     tp.clone(), config.accumulator_settings(), config.ack_policy(), 0, "", now);
+//! let mut inflight = InFlight::new(config.max_in_flight_batches());
+//! let mut commits = CommitTracker::new(config.commit_interval(), now);
+//! commits.assign(tp.clone(), 0, String::new());
+//!
+//! // Fetched records arrive.
+//! for (offset, value) in [(0, "a"), (1, "b")] {
+//!     let entry = Entry { offset, wire_size: 20, wire_batch_last_offset: 1,
+//!                         last_in_wire_batch: offset == 1, payload: value };
+//!     partition.push(entry, now).unwrap();
+//! }
+//! // Schedule, hand out, handle, decide, commit.
+//! if partition.is_ready(now) {
+//!     inflight.ready(tp.clone());
+//! }
+//! while let Some(key) = inflight.next_start() {
+//!     let started = partition.take_batch(now).unwrap().expect("ready");
+//!     // ... the handler runs on started.batch (in a task) ...
+//!     let outcome = partition
+//!         .on_result(started.ticket, started.batch, &BatchResult::Ok, now)
+//!         .unwrap();
+//!     assert!(matches!(outcome, Outcome::Done { committable: 2, .. }));
+//!     let (offset, metadata) = partition.commit_state();
+//!     commits.update(&key, offset, &metadata);
+//!     inflight.finish(&key, partition.is_ready(now)).unwrap();
+//! }
+//! let later = now + Duration::from_secs(1);
+//! let to_send = commits.take_pending(later).expect("due");
+//! assert_eq!((to_send[0].offset, to_send[0].metadata.as_str()), (2, ""));
+//! ```
+//!
+//! Revoke: `inflight.remove(&tp)`, let the batch out finish until the revoke
+//! deadline (its result still goes through `on_result`), update the tracker,
+//! `force_flush()`, send and await the commit, then `commits.remove(&tp)` and
+//! drop the `Partition` (a result arriving later is stale). Lost partitions
+//! (ILLEGAL_GENERATION): `commits.clear()` and drop, no commit.
+//!
 //! The promise these pieces keep together (see the workspace's Kafka notes):
 //! a partition's committed offset passes an offset only after its record was
 //! handled or dead-lettered (P1), the committed offset never moves backwards
@@ -42,7 +100,9 @@ pub mod strategy;
 pub mod telemetry;
 pub mod watermark;
 
-pub use accumulator::{Accumulator, AccumulatorError, Entry, ReadyBatch, Trigger};
+pub use accumulator::{
+    Accumulator, AccumulatorError, AccumulatorSettings, Entry, ReadyBatch, Trigger,
+};
 pub use config::{
     AckStrategy, BatchConfig, BatchConfigBuilder, ConfigError, DeadLetterConfig, Mode, TimeoutFrom,
 };
