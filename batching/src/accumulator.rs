@@ -589,6 +589,28 @@ mod tests {
         assert_eq!(acc.next_deadline(), None);
     }
 
+    /// The idle-topic scenario on tokio's paused clock: 3 messages,
+    /// size 100, timeout 500 ms; the driver's timer alone hands the batch out.
+    #[tokio::test(start_paused = true)]
+    async fn idle_partition_batch_is_handed_out_by_the_timer_alone() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(settings(100, 1 << 20, 500), t0);
+        for o in 0..3 {
+            acc.push(solo(o, 150), Instant::now()).unwrap();
+            tokio::time::advance(ms(10)).await;
+        }
+        let deadline = acc.next_deadline().unwrap();
+        assert!(acc.poll(Instant::now()).is_none());
+        tokio::time::sleep_until(deadline).await;
+        let b = acc.poll(Instant::now()).unwrap();
+        assert_eq!((b.len(), b.trigger), (3, Trigger::Timeout));
+        assert_eq!(
+            Instant::now() - t0,
+            ms(500),
+            "500 ms after the first message"
+        );
+    }
+
     #[test]
     fn timeout_from_last_flush_counts_from_the_previous_close() {
         let t0 = Instant::now();
