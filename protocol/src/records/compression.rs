@@ -31,9 +31,10 @@ pub(crate) fn decompress(
         codec,
         limit,
     };
-    // Start from a guess bounded by the limit; growth beyond it is driven by
-    // bytes actually produced, never by a size read off the wire.
-    let guess = input.len().saturating_mul(4).min(limit).min(1 << 20);
+    // Start from a guess bounded by the limit (a reservation, not yet touched
+    // memory); growth beyond it is driven by bytes actually produced, never by
+    // a size read off the wire.
+    let guess = input.len().saturating_mul(8).max(64 * 1024).min(limit);
     let out = match codec {
         Compression::None => return Ok(Bytes::copy_from_slice(input)),
         Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(input), limit, guess)
