@@ -14,8 +14,33 @@ KAFEE_CACHE="${KAFEE_CACHE:-$HOME/.cache/kafee}"
 KAFEE_RUN_DIR="${KAFEE_RUN_DIR:-$KAFEE_CACHE/run}"
 
 KAFKA_HOME="$KAFEE_CACHE/kafka-$KAFKA_VERSION"
-TANSU_VENV="$KAFEE_CACHE/tansu-$TANSU_VERSION-venv"
-TANSU_BIN="$TANSU_VENV/bin/tansu"
+# One Python venv for the Tansu wheel and the Python peer client (scripts/peers).
+PY_VENV="$KAFEE_CACHE/venv"
+TANSU_BIN="$PY_VENV/bin/tansu"
+
+# Creates $PY_VENV if needed and pip-installs "$1" (name==version) into it, once. Call it with the
+# venv lock held (see venv_install).
+_venv_pip_install() {
+    local spec="$1" marker="$PY_VENV/.installed-${1//[^A-Za-z0-9._-]/_}"
+    [ -f "$marker" ] && return 0
+    need_python
+    if [ ! -x "$PY_VENV/bin/pip" ]; then
+        rm -rf "$PY_VENV"
+        python3 -m venv "$PY_VENV" >&2
+    fi
+    "$PY_VENV/bin/pip" install -q --disable-pip-version-check "$spec" >&2
+    touch "$marker"
+}
+
+# pip-installs each name==version argument into $PY_VENV under a lock shared by all installers.
+venv_install() {
+    mkdir -p "$KAFEE_CACHE"
+    (
+        flock 9
+        local spec
+        for spec in "$@"; do _venv_pip_install "$spec"; done
+    ) 9>"$KAFEE_CACHE/.install-venv.lock"
+}
 
 # Messages go to stderr: stdout of `scripts/broker up` carries only the address.
 say() { printf '%s\n' "[kafee] $*" >&2; }
