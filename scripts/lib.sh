@@ -10,7 +10,7 @@ KAFEE_ROOT="$(cd "$KAFEE_SCRIPTS/.." && pwd)"
 # shellcheck source=versions.env
 . "$KAFEE_SCRIPTS/versions.env"
 
-KAFEE_CACHE="${KAFEE_CACHE:-$HOME/.cache/kafee}"
+KAFEE_CACHE="${KAFEE_CACHE:-${HOME:-$(cd ~ && pwd)}/.cache/kafee}"
 KAFEE_RUN_DIR="${KAFEE_RUN_DIR:-$KAFEE_CACHE/run}"
 
 KAFKA_HOME="$KAFEE_CACHE/kafka-$KAFKA_VERSION"
