@@ -9,7 +9,8 @@
 //!
 //! `cargo bench --bench decode` runs the full matrix (value size x batch size
 //! x key x headers x codec); `cargo bench --bench decode -- --quick` (or
-//! `KAFEE_BENCH_QUICK=1`) only the headline rows. Prints records/s, the ratio
+//! `KAFEE_BENCH_QUICK=1`) only the headline rows; `KAFEE_BENCH_ROWS=10000/1000/lz4`
+//! keeps the rows whose `value/batch/codec` label contains the text. Prints records/s, the ratio
 //! to kafka-protocol and allocations per record, counted by `stats_alloc`'s
 //! instrumented global allocator (no unsafe code here: the workspace forbids it).
 //!
@@ -233,6 +234,13 @@ fn main() {
                 }
             }
         }
+    }
+    // KAFEE_BENCH_ROWS=TEXT keeps the rows whose label contains TEXT
+    // (e.g. "10000/1000/lz4"), for profiling one row.
+    if let Ok(filter) = std::env::var("KAFEE_BENCH_ROWS") {
+        rows.retain(|r| {
+            format!("{}/{}/{}", r.value_size, r.batch_records, r.codec).contains(&filter)
+        });
     }
     let (rounds, round) = if quick {
         (7, Duration::from_millis(150))
