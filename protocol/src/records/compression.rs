@@ -1,6 +1,6 @@
 //! Decompression (bounded) and compression of a batch's records section.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use bytes::Bytes;
 
@@ -39,8 +39,10 @@ pub(crate) fn decompress(
         Compression::None => return Ok(Bytes::copy_from_slice(input)),
         Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(input), limit, guess)
             .map_err(|e| bounded_error(e, &too_large, fail))?,
-        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(input), limit, guess)
-            .map_err(|e| bounded_error(e, &too_large, fail))?,
+        Compression::Lz4 => {
+            read_buffered_bounded(lz4_flex::frame::FrameDecoder::new(input), limit, guess)
+                .map_err(|e| bounded_error(e, &too_large, fail))?
+        }
         Compression::Zstd => {
             decompress_zstd(input, limit, guess).map_err(|e| bounded_error(e, &too_large, fail))?
         }
@@ -84,6 +86,33 @@ fn read_bounded(reader: impl Read, limit: usize, guess: usize) -> Result<Vec<u8>
         return Err(Failure::TooLarge);
     }
     Ok(out)
+}
+
+/// Like [`read_bounded`] for a decoder with its own output buffer: copies
+/// each decoded chunk, checking the bound first, without zero-filling the
+/// output's spare capacity as `Read::read_to_end` must.
+fn read_buffered_bounded(
+    mut reader: impl BufRead,
+    limit: usize,
+    guess: usize,
+) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::with_capacity(guess);
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failure::Bad(e.to_string())),
+        };
+        if chunk.is_empty() {
+            return Ok(out);
+        }
+        if chunk.len() > limit - out.len() {
+            return Err(Failure::TooLarge);
+        }
+        out.extend_from_slice(chunk);
+        let n = chunk.len();
+        reader.consume(n);
+    }
 }
 
 fn decompress_zstd(mut input: &[u8], limit: usize, guess: usize) -> Result<Vec<u8>, Failure> {
