@@ -119,6 +119,13 @@ fn decompress_zstd(mut input: &[u8], limit: usize, guess: usize) -> Result<Vec<u
     let mut out = Vec::with_capacity(guess);
     // A records section may hold several concatenated frames.
     loop {
+        // The decoder keeps a whole window of output before it hands any out,
+        // so the declared window, not only the output, must be bounded.
+        if let Some(window) = zstd_window_size(input) {
+            if window > (limit as u64).max(ZSTD_MIN_WINDOW_ALLOWANCE) {
+                return Err(Failure::TooLarge);
+            }
+        }
         let decoder = ruzstd::decoding::StreamingDecoder::new(&mut input)
             .map_err(|e| Failure::Bad(e.to_string()))?;
         let cap = (limit - out.len()) as u64 + 1;
@@ -131,6 +138,46 @@ fn decompress_zstd(mut input: &[u8], limit: usize, guess: usize) -> Result<Vec<u
         }
         if input.is_empty() {
             return Ok(out);
+        }
+    }
+}
+
+/// Windows up to this size are accepted whatever the limit (zstd's levels
+/// 1-19 use at most 8 MiB); larger ones only up to the limit.
+const ZSTD_MIN_WINDOW_ALLOWANCE: u64 = 16 * 1024 * 1024;
+
+/// The window size a zstd frame header declares (RFC 8878 3.1.1.1), or `None`
+/// when `input` does not start with a readable frame header.
+fn zstd_window_size(input: &[u8]) -> Option<u64> {
+    if input.get(..4)? != [0x28, 0xb5, 0x2f, 0xfd] {
+        return None;
+    }
+    let descriptor = *input.get(4)?;
+    let single_segment = descriptor & 0x20 != 0;
+    if !single_segment {
+        let w = *input.get(5)?;
+        let exponent = u32::from(w >> 3);
+        let base = 1u64 << (10 + exponent);
+        return Some(base + (base / 8) * u64::from(w & 7));
+    }
+    // Single segment: the window is the frame content size.
+    let dict_len = [0usize, 1, 2, 4][usize::from(descriptor & 3)];
+    let at = 5 + dict_len;
+    match descriptor >> 6 {
+        0 => input.get(at).map(|&b| u64::from(b)),
+        1 => {
+            let b = input.get(at..at + 2)?;
+            Some(u64::from(u16::from_le_bytes([b[0], b[1]])) + 256)
+        }
+        2 => {
+            let b = input.get(at..at + 4)?;
+            Some(u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        }
+        _ => {
+            let b = input.get(at..at + 8)?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Some(u64::from_le_bytes(a))
         }
     }
 }
@@ -272,6 +319,30 @@ mod tests {
                 format!("record batch at offset 99: {codec} records decompress to more than the limit of 1048576 bytes")
             );
         }
+    }
+
+    #[test]
+    fn zstd_frames_declaring_huge_windows_are_refused_before_decoding() {
+        // A frame header: magic, descriptor (no single segment), window
+        // descriptor exponent 31 (2 TiB), then nothing worth decoding.
+        let frame = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 31 << 3, 0, 0, 0];
+        assert_eq!(zstd_window_size(&frame), Some(1 << 41));
+        let err = decompress(Compression::Zstd, &frame, LIMIT, 5).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RecordError::DecompressedTooLarge { base_offset: 5, .. }
+            ),
+            "{err}"
+        );
+        // Our encoder's frames declare ordinary windows and pass.
+        let data = vec![7u8; 300_000];
+        let compressed = compress(Compression::Zstd, &data).unwrap();
+        assert!(zstd_window_size(&compressed).unwrap() <= ZSTD_MIN_WINDOW_ALLOWANCE);
+        assert_eq!(
+            &decompress(Compression::Zstd, &compressed, LIMIT, 0).unwrap()[..],
+            &data[..]
+        );
     }
 
     #[test]

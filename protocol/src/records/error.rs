@@ -76,7 +76,9 @@ pub enum RecordError {
         /// What the decompressor reported.
         message: String,
     },
-    /// Decompressing the batch would exceed the configured limit.
+    /// Decompressing the batch would exceed the configured limit (for zstd
+    /// also: a frame declares a window above the limit and 16 MiB, which the
+    /// decoder would have to hold in memory).
     #[error(
         "record batch at offset {base_offset}: {codec} records decompress to more than \
          the limit of {limit} bytes"
