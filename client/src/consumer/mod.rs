@@ -19,11 +19,11 @@ mod wire;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use kafka_protocol::messages::{
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest,
-};
 use kafee_protocol::error::ErrorCode;
+use kafka_protocol::messages::{
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
+    SyncGroupRequest,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -36,8 +36,8 @@ use crate::fetch::{
     FetchConfig, FetchEvent, Fetched, Fetcher, OffsetReset, PartitionError, Position, ResetTo,
 };
 use crate::group::{
-    Action, CommitOutcome, CommitRefused, Coordinator, GroupConfig, GroupMember,
-    RequestFailure, RequestId,
+    Action, CommitOutcome, CommitRefused, Coordinator, GroupConfig, GroupMember, RequestFailure,
+    RequestId,
 };
 
 /// Settings of a [`GroupConsumer`].
@@ -226,6 +226,10 @@ impl GroupConsumer {
         let group_id = config.group.group_id().to_owned();
         let driver = Driver {
             member: GroupMember::new(config.group.clone()),
+            link: CoordinatorLink {
+                cluster: cluster.clone(),
+                slot: Default::default(),
+            },
             cluster,
             fetch: fetcher.control(),
             offset_reset: config.fetch.offset_reset,
@@ -311,6 +315,49 @@ impl GroupConsumer {
     }
 }
 
+/// The member's own connection to its coordinator.
+///
+/// Kafka answers the requests of one connection in order, one at a time, and
+/// parks JoinGroup/SyncGroup until the rebalance completes and Fetch for
+/// `fetch.max.wait`. Group requests therefore never share a connection with
+/// fetches or with another member (a heartbeat queued behind another
+/// member's parked JoinGroup would miss the rebalance: regression test
+/// `two_members_split_the_partitions_and_a_leaver_hands_them_over`). Java
+/// does the same with a dedicated coordinator node id.
+#[derive(Clone)]
+struct CoordinatorLink {
+    cluster: Cluster,
+    slot: std::sync::Arc<tokio::sync::Mutex<Option<(i32, crate::conn::Connection)>>>,
+}
+
+impl CoordinatorLink {
+    async fn connection(&self, node: Option<i32>) -> Result<crate::conn::Connection, ClientError> {
+        let node = node.ok_or(ClientError::UnknownBroker { node_id: -1 })?;
+        let mut slot = self.slot.lock().await;
+        if let Some((n, conn)) = slot.as_ref() {
+            if *n == node && !conn.is_dead() {
+                return Ok(conn.clone());
+            }
+        }
+        let addr = match self
+            .cluster
+            .with_metadata(|m| m.broker(node).map(|b| b.addr()))
+        {
+            Some(addr) => addr,
+            None => {
+                self.cluster.refresh_metadata(&[]).await?;
+                self.cluster
+                    .with_metadata(|m| m.broker(node).map(|b| b.addr()))
+                    .ok_or(ClientError::UnknownBroker { node_id: node })?
+            }
+        };
+        let settings = crate::conn::ConnSettings::from(self.cluster.config());
+        let conn = crate::conn::Connection::connect(&addr, &settings).await?;
+        *slot = Some((node, conn.clone()));
+        Ok(conn)
+    }
+}
+
 #[derive(Debug)]
 enum Reply {
     Coordinator(RequestId, Result<Coordinator, ErrorCode>),
@@ -340,6 +387,7 @@ struct PendingCommit {
 struct Driver {
     member: GroupMember,
     cluster: Cluster,
+    link: CoordinatorLink,
     fetch: crate::fetch::fetcher::FetchControl,
     offset_reset: OffsetReset,
     commit_retries: u32,
@@ -432,7 +480,9 @@ impl Driver {
 
     /// Executes one action; `Some(reason)` stops the driver.
     fn act(&mut self, action: Action) -> Option<Option<ClientError>> {
+        tracing::debug!(group = %self.group_id(), ?action, "group action");
         let cluster = self.cluster.clone();
+        let link = self.link.clone();
         let timeout = cluster.config().request_timeout();
         let node = self.coordinator_node();
         match action {
@@ -442,7 +492,14 @@ impl Driver {
                     match cluster.coordinator(&p.group_id).await {
                         Ok((node_id, conn)) => {
                             let (host, port) = split_addr(conn.broker());
-                            Reply::Coordinator(id, Ok(Coordinator { node_id, host, port }))
+                            Reply::Coordinator(
+                                id,
+                                Ok(Coordinator {
+                                    node_id,
+                                    host,
+                                    port,
+                                }),
+                            )
                         }
                         Err(e) => match e.code() {
                             Some(code) => Reply::Coordinator(id, Err(code)),
@@ -456,7 +513,7 @@ impl Driver {
                 let wait = p.response_timeout();
                 self.spawn(async move {
                     let result = async {
-                        let conn = cluster.broker(node.unwrap_or(-1)).await?;
+                        let conn = link.connection(node).await?;
                         conn.send_with::<JoinGroupRequest, _>(wait, |v| wire::join_group(&p, v))
                             .await
                     }
@@ -490,7 +547,7 @@ impl Driver {
                 let id = p.request_id;
                 self.spawn(async move {
                     let result = async {
-                        let conn = cluster.broker(node.unwrap_or(-1)).await?;
+                        let conn = link.connection(node).await?;
                         conn.send_with::<SyncGroupRequest, _>(timeout, |v| wire::sync_group(&p, v))
                             .await
                     }
@@ -505,7 +562,7 @@ impl Driver {
                 let id = p.request_id;
                 self.spawn(async move {
                     let result = async {
-                        let conn = cluster.broker(node.unwrap_or(-1)).await?;
+                        let conn = link.connection(node).await?;
                         conn.send_with::<HeartbeatRequest, _>(timeout, |v| wire::heartbeat(&p, v))
                             .await
                     }
@@ -520,7 +577,7 @@ impl Driver {
                 let id = p.request_id;
                 self.spawn(async move {
                     let result = async {
-                        let conn = cluster.broker(node.unwrap_or(-1)).await?;
+                        let conn = link.connection(node).await?;
                         conn.send_with::<LeaveGroupRequest, _>(timeout, |v| {
                             wire::leave_group(&p, v)
                         })
@@ -542,7 +599,11 @@ impl Driver {
                     generation_id: self.member.generation_id(),
                     done: Some(self.commands_tx.clone()),
                 };
-                if self.events.send(ConsumerEvent::Revoked(revocation)).is_err() {
+                if self
+                    .events
+                    .send(ConsumerEvent::Revoked(revocation))
+                    .is_err()
+                {
                     // Nobody listens: the Revocation was dropped, which
                     // answered RevokeDone.
                 }
@@ -565,6 +626,8 @@ impl Driver {
 
     fn fetch_offsets(&mut self, partitions: Vec<TopicPartition>) {
         let cluster = self.cluster.clone();
+        let link = self.link.clone();
+        let node = self.coordinator_node();
         let group_id = self.group_id();
         let generation_id = self.member.generation_id();
         let backoff = self.member.config().retry_backoff();
@@ -576,7 +639,10 @@ impl Driver {
             // committed offset is unknown.
             for _ in 0..30 {
                 let attempt = async {
-                    let (_, conn) = cluster.coordinator(&group_id).await?;
+                    let conn = match node {
+                        Some(_) => link.connection(node).await?,
+                        None => cluster.coordinator(&group_id).await?.1,
+                    };
                     conn.send_with::<OffsetFetchRequest, _>(timeout, |v| {
                         wire::offset_fetch(&group_id, &partitions, v)
                     })
@@ -629,6 +695,7 @@ impl Driver {
 
     fn on_reply(&mut self, reply: Reply) {
         let now = Instant::now().into_std();
+        tracing::debug!(group = %self.group_id(), ?reply, "group reply");
         match reply {
             Reply::Coordinator(id, r) => self.member.on_find_coordinator_response(now, id, r),
             Reply::Failed(id, failure, message) => {
@@ -673,14 +740,16 @@ impl Driver {
         let committed = match result {
             Ok(c) => c,
             Err(message) => {
-                let _ = self.events.send(ConsumerEvent::Stopped(Some(ClientError::Timeout {
-                    what: format!(
-                        "fetching committed offsets of group {:?}: {message}",
-                        self.group_id()
-                    ),
-                    timeout: Duration::from_secs(60),
-                    last: None,
-                })));
+                let _ = self
+                    .events
+                    .send(ConsumerEvent::Stopped(Some(ClientError::Timeout {
+                        what: format!(
+                            "fetching committed offsets of group {:?}: {message}",
+                            self.group_id()
+                        ),
+                        timeout: Duration::from_secs(60),
+                        last: None,
+                    })));
                 return;
             }
         };
@@ -749,8 +818,8 @@ impl Driver {
         let offsets = pending.offsets.clone();
         let request_id = ctx.request_id;
         let node = self.coordinator_node();
-        let cluster = self.cluster.clone();
-        let timeout = cluster.config().request_timeout();
+        let link = self.link.clone();
+        let timeout = self.cluster.config().request_timeout();
         self.commit_in_flight = Some((request_id, pending));
         if offsets.is_empty() {
             self.finish_commit(Instant::now().into_std(), request_id, Vec::new());
@@ -759,7 +828,7 @@ impl Driver {
         // Never cancelled: the task runs to its answer even if nobody waits.
         self.spawn(async move {
             let result = async {
-                let conn = cluster.broker(node.unwrap_or(-1)).await?;
+                let conn = link.connection(node).await?;
                 conn.send_with::<OffsetCommitRequest, _>(timeout, |v| {
                     wire::offset_commit(&ctx, &group_id, &offsets, v)
                 })

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use kafee_protocol::error::ErrorCode;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
@@ -16,7 +17,6 @@ use kafka_protocol::messages::{
     SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafee_protocol::error::ErrorCode;
 
 use crate::admin::TopicPartition;
 use crate::group::{
