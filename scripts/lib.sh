@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared bash helpers for kafee's scripts. Source it; it defines functions and variables only.
 #
 #   KAFEE_CACHE    where installs live (Kafka jars, Maven repo, the Tansu venv); default ~/.cache/kafee.
