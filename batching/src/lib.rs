@@ -94,7 +94,10 @@ use std::sync::Arc;
 
 pub mod accumulator;
 pub mod config;
+pub mod consumer;
+pub mod handler;
 pub mod inflight;
+pub mod message;
 pub mod partition;
 pub mod strategy;
 pub mod telemetry;
@@ -106,7 +109,10 @@ pub use accumulator::{
 pub use config::{
     AckStrategy, BatchConfig, BatchConfigBuilder, ConfigError, DeadLetterConfig, Mode, TimeoutFrom,
 };
+pub use consumer::{Consumer, ConsumerBuilder, ConsumerError, RunHandle, ShutdownTrigger, Stats};
+pub use handler::{DeadLetterInfo, Handler, HandlerError};
 pub use inflight::InFlight;
+pub use message::{Batch, Message, OwnedMessage};
 pub use partition::{
     DeadLetterJob, DeadLetterOutcome, Outcome, Partition, PartitionError, Started, Ticket,
 };
