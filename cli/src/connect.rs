@@ -2,12 +2,26 @@
 
 use std::time::Duration;
 
+use clap::Args;
 use kafee::client::cluster::Cluster;
 use kafee::client::config::ClientConfig;
 use kafee::client::error::ClientError;
 use kafee::protocol::error::ErrorCode;
 
+use crate::duration::parse_duration;
 use crate::error::CliError;
+
+/// Where the cluster is and how long to wait for it.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    #[arg(long, short = 'b', env = "KAFEE_BOOTSTRAP", value_name = "HOST:PORT")]
+    pub bootstrap: String,
+    /// How long to wait for the broker to answer (connect and each request),
+    /// e.g. `500ms`, `5s`, `1m`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
 
 /// The client id the CLI's connections announce.
 pub const CLIENT_ID: &str = "kafee-cli";

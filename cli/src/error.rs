@@ -44,6 +44,9 @@ pub enum CliError {
         #[source]
         source: kafee::client::produce::ProduceError,
     },
+    /// The consumer failed (group, fetch, commit).
+    #[error("{0}")]
+    Consumer(String),
     /// Reading stdin or writing stdout failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

@@ -7,8 +7,10 @@
 #![forbid(unsafe_code)]
 
 mod connect;
+mod consume;
 mod duration;
 mod error;
+mod output;
 mod produce;
 mod topics;
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::duration::parse_duration;
+use crate::connect::ConnectArgs;
 use crate::error::CliError;
 
 /// kafee: a kcat for batch consumption. Consume with kafee's batch layer,
@@ -39,18 +41,11 @@ enum Command {
     /// Produce the lines of stdin to a topic (`key<TAB>value` or `value` per
     /// line) and print how many records the broker acknowledged.
     Produce(ProduceArgs),
-}
-
-/// Where the cluster is and how long to wait for it.
-#[derive(Debug, Args)]
-struct ConnectArgs {
-    /// Bootstrap servers, `host:port[,host:port...]`.
-    #[arg(long, short = 'b', env = "KAFEE_BOOTSTRAP", value_name = "HOST:PORT")]
-    bootstrap: String,
-    /// How long to wait for the broker to answer (connect and each request),
-    /// e.g. `500ms`, `5s`, `1m`.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    timeout: Duration,
+    /// Consume topics with kafee's batch layer and print what the handler
+    /// saw: one JSON object per record (default), a line per batch, or only
+    /// the totals. Stops gracefully (handles what was handed out, commits,
+    /// leaves the group) on `--exit-idle`, `--max-records`, Ctrl-C or SIGTERM.
+    Consume(consume::ConsumeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +115,13 @@ struct ProduceArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Library logs on stderr only when asked for (`RUST_LOG=kafee_client=debug`).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -154,6 +156,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Topics { command } => run_topics(command).await,
         Command::Produce(args) => run_produce(args).await,
+        Command::Consume(args) => consume::run(args).await,
     }
 }
 
