@@ -970,7 +970,12 @@ impl<H: Handler> Driver<H> {
                 self.commits.update(&tp, offset, &metadata);
                 let _ = self.inflight.finish(&tp, false);
             }
-            Outcome::DeadLetter(job) => self.write_dead_letters(tp, job),
+            Outcome::DeadLetter(job) => {
+                // What came before the first dead letter is done.
+                let (offset, metadata) = state.partition.commit_state();
+                self.commits.update(&tp, offset, &metadata);
+                self.write_dead_letters(tp, job);
+            }
         }
     }
 

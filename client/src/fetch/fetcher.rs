@@ -18,10 +18,10 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use kafee_protocol::records::AbortedTransaction;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafee_protocol::records::AbortedTransaction;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -406,7 +406,10 @@ impl Loop {
                     let event = match f {
                         Ok(partition) => {
                             let want = u32::try_from(
-                                partition.wire_bytes.min(self.config.max_buffered_bytes).max(1),
+                                partition
+                                    .wire_bytes
+                                    .min(self.config.max_buffered_bytes)
+                                    .max(1),
                             )
                             .unwrap_or(u32::MAX);
                             let Ok(permit) = self.budget.clone().acquire_many_owned(want).await

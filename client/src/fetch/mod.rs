@@ -10,8 +10,8 @@ pub mod cursor;
 pub mod fetcher;
 
 pub use config::{FetchConfig, OffsetReset};
-pub use fetcher::{FetchEvent, Fetched, Fetcher};
 pub use cursor::{
     Applied, Cursors, FetchedPartition, PartitionAnswer, PartitionError, PlannedPartition,
     Position, ResetTo,
 };
+pub use fetcher::{FetchEvent, Fetched, Fetcher};
