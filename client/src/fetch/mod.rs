@@ -1,7 +1,7 @@
 //! Fetching: per-partition cursors (sans-IO) and the tokio fetch loop.
 //!
 //! [`Cursors`] decides what to fetch and applies answers; the
-//! [`Fetcher`](fetcher::Fetcher) task sends one Fetch per leader at a time,
+//! [`Fetcher`] task sends one Fetch per leader at a time,
 //! keeps the decoded answer ready for the caller while the next request is in
 //! flight, and bounds what it holds by bytes.
 
