@@ -501,7 +501,10 @@ impl<H: Handler> Driver<H> {
 
             let mut wake = self.commits.next_deadline();
             for p in self.partitions.values() {
-                if let Some(d) = p.partition.next_deadline() {
+                // A deadline already passed belongs to a batch that is ready
+                // and waits for an in-flight slot: a handler result wakes
+                // the loop then (sleeping until it would spin).
+                if let Some(d) = p.partition.next_deadline().filter(|d| *d > now) {
                     wake = Some(wake.map_or(d, |w| w.min(d)));
                 }
             }
