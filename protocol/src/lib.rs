@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod consumer_protocol;
 pub mod error;
+pub mod fetch_response;
 pub mod frame;
 pub mod header;
 pub mod records;

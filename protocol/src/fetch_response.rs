@@ -1,0 +1,663 @@
+//! A bounded, zero-copy decoder for Fetch responses, versions 4..=12.
+//!
+//! kafka-protocol 0.18 reserves `Vec::with_capacity(count)` from array counts
+//! read off the wire before it checks that the body holds that many elements
+//! (see [`crate::codec`]), so a few malformed bytes abort the process. The
+//! Fetch response is also the hot path, where a copy of every record set
+//! costs. This decoder:
+//!
+//! - checks every count and length against the bytes that remain *before*
+//!   allocating: a count of `n` elements whose smallest encoding is `m` bytes
+//!   needs `n * m <= remaining`, so what it allocates stays within a small
+//!   multiple of the body's size;
+//! - returns every malformed input as a typed [`DecodeError::Body`] naming
+//!   the API, the version and the field (`responses[0].partitions[2].records:
+//!   length 1000 exceeds the 12 bytes remaining`), and never panics;
+//! - hands out each partition's record set as a [`Bytes`] slice of the body
+//!   (no copy);
+//! - reads the flexible layout of v12 (compact arrays, strings and bytes,
+//!   tagged fields), parses the partition tags `diverging_epoch`,
+//!   `current_leader` and `snapshot_id`, and skips unknown tags by their size.
+//!
+//! The input is the response *body*, after the response header (what
+//! `InFlight::wait_body` in kafee-client returns). The whole body must be
+//! consumed: leftover bytes are a [`DecodeError::TrailingBytes`], since they
+//! mean the body is not the version we think it is.
+//!
+//! ```
+//! use bytes::{BufMut, Bytes, BytesMut};
+//! use kafee_protocol::fetch_response::decode_fetch_response;
+//!
+//! // A v4 body: throttle time, one topic "t" with one partition and no records.
+//! let mut b = BytesMut::new();
+//! b.put_i32(0); // throttle_time_ms
+//! b.put_i32(1); // responses: 1 topic
+//! b.put_i16(1);
+//! b.put_slice(b"t");
+//! b.put_i32(1); // partitions: 1
+//! b.put_i32(0); // partition_index
+//! b.put_i16(0); // error_code
+//! b.put_i64(42); // high_watermark
+//! b.put_i64(40); // last_stable_offset
+//! b.put_i32(-1); // aborted_transactions: null
+//! b.put_i32(-1); // records: null
+//! let view = decode_fetch_response(4, b.freeze()).unwrap();
+//! assert_eq!(view.topics[0].name, "t");
+//! assert_eq!(view.topics[0].partitions[0].high_watermark, 42);
+//!
+//! // An array count of 2^31 - 1 in 12 bytes is an error, not an abort.
+//! let evil = Bytes::from_static(&[0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+//! let err = decode_fetch_response(4, evil).unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "cannot decode Fetch v4 body: responses: 2147483647 elements of at least 6 bytes \
+//!      do not fit in the 4 bytes remaining"
+//! );
+//! ```
+
+use std::fmt;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+
+use crate::error::DecodeError;
+use crate::records::AbortedTransaction;
+
+/// Lowest Fetch response version [`decode_fetch_response`] reads.
+pub const MIN_VERSION: i16 = 4;
+/// Highest Fetch response version [`decode_fetch_response`] reads.
+pub const MAX_VERSION: i16 = 12;
+/// First flexible Fetch version (compact encodings, tagged fields).
+const FIRST_FLEXIBLE: i16 = 12;
+
+/// A decoded Fetch response; record sets are slices of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchResponseView {
+    /// Time the request was throttled for quota, in milliseconds.
+    pub throttle_time_ms: i32,
+    /// Top-level error code (v7+; 0 before).
+    pub error_code: i16,
+    /// Fetch session id (v7+; 0 before, or when there is no session).
+    pub session_id: i32,
+    /// One entry per topic (`responses` in Kafka's schema).
+    pub topics: Vec<FetchTopicView>,
+}
+
+/// One topic of a Fetch response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchTopicView {
+    /// The topic name.
+    pub name: String,
+    /// One entry per partition.
+    pub partitions: Vec<FetchPartitionView>,
+}
+
+/// One partition of a Fetch response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPartitionView {
+    /// The partition index.
+    pub partition_index: i32,
+    /// The partition's error code.
+    pub error_code: i16,
+    /// The high watermark: offset after the last fully replicated record.
+    pub high_watermark: i64,
+    /// Last stable offset: offset after the last decided transaction (-1 if unknown).
+    pub last_stable_offset: i64,
+    /// Log start offset (v5+; -1 before).
+    pub log_start_offset: i64,
+    /// Aborted transactions in the returned range (`None` when the broker sent null).
+    pub aborted_transactions: Option<Vec<AbortedTransaction>>,
+    /// Replica the broker prefers the consumer to fetch from (v11+; -1 for none or before v11).
+    pub preferred_read_replica: i32,
+    /// The record set, a slice of the response body (`None` when the broker sent null).
+    pub records: Option<Bytes>,
+    /// v12 tag 0: where the follower's log diverges (sent to followers, not consumers).
+    pub diverging_epoch: Option<EpochEndOffset>,
+    /// v12 tag 1: the current leader, when the broker answered that it is not it.
+    pub current_leader: Option<LeaderIdAndEpoch>,
+    /// v12 tag 2: snapshot to fetch when the offset is below the log start (KRaft followers).
+    pub snapshot_id: Option<SnapshotId>,
+}
+
+/// The `diverging_epoch` tag of a Fetch response partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEndOffset {
+    /// The leader epoch.
+    pub epoch: i32,
+    /// The end offset of that epoch.
+    pub end_offset: i64,
+}
+
+/// The `current_leader` tag of a Fetch response partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderIdAndEpoch {
+    /// The id of the current leader, or -1 if unknown.
+    pub leader_id: i32,
+    /// The latest known leader epoch.
+    pub leader_epoch: i32,
+}
+
+/// The `snapshot_id` tag of a Fetch response partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotId {
+    /// End offset of the snapshot.
+    pub end_offset: i64,
+    /// Epoch of the snapshot.
+    pub epoch: i32,
+}
+
+/// Decodes a Fetch response body (after the response header) of `version`
+/// (4..=12). Every malformed input is a [`DecodeError`]; nothing is
+/// allocated from a count or length before it is checked against the bytes
+/// that remain. The record sets are slices of `body`.
+pub fn decode_fetch_response(version: i16, body: Bytes) -> Result<FetchResponseView, DecodeError> {
+    if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
+        return Err(DecodeError::Body {
+            api_key: ApiKey::Fetch,
+            version,
+            message: format!(
+                "kafee decodes Fetch responses of versions {MIN_VERSION}..={MAX_VERSION} only"
+            ),
+        });
+    }
+    let mut d = Decoder {
+        r: Reader::new(&body),
+        version,
+        flexible: version >= FIRST_FLEXIBLE,
+    };
+    let view = d.response()?;
+    if d.r.remaining() != 0 {
+        return Err(DecodeError::TrailingBytes {
+            api_key: ApiKey::Fetch,
+            version,
+            remaining: d.r.remaining(),
+        });
+    }
+    Ok(view)
+}
+
+impl FetchResponseView {
+    /// Same as [`decode_fetch_response`].
+    pub fn decode(version: i16, body: Bytes) -> Result<FetchResponseView, DecodeError> {
+        decode_fetch_response(version, body)
+    }
+}
+
+/// What was wrong with one field, before the path is attached.
+#[derive(Debug)]
+enum Fault {
+    Truncated {
+        needed: usize,
+        remaining: usize,
+    },
+    Length {
+        len: usize,
+        remaining: usize,
+    },
+    NegativeLength(i64),
+    Count {
+        count: usize,
+        min_size: usize,
+        remaining: usize,
+    },
+    VarintTooLong,
+    Null,
+    InvalidUtf8,
+    TagTrailing {
+        tag: u32,
+        left: usize,
+    },
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Truncated { needed, remaining } => {
+                write!(f, "needs {needed} bytes, {remaining} remaining")
+            }
+            Fault::Length { len, remaining } => {
+                write!(f, "length {len} exceeds the {remaining} bytes remaining")
+            }
+            Fault::NegativeLength(n) => write!(f, "invalid negative length {n}"),
+            Fault::Count {
+                count,
+                min_size,
+                remaining,
+            } => write!(
+                f,
+                "{count} elements of at least {min_size} bytes do not fit in the {remaining} bytes remaining"
+            ),
+            Fault::VarintTooLong => f.write_str("unsigned varint longer than 5 bytes or above 2^32-1"),
+            Fault::Null => f.write_str("null where the schema does not allow it"),
+            Fault::InvalidUtf8 => f.write_str("string is not valid UTF-8"),
+            Fault::TagTrailing { tag, left } => {
+                write!(f, "tagged field {tag} left {left} bytes undecoded")
+            }
+        }
+    }
+}
+
+/// A cursor over the body; every read checks the remaining length first.
+struct Reader<'a> {
+    body: &'a Bytes,
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(body: &'a Bytes) -> Self {
+        Reader {
+            body,
+            pos: 0,
+            end: body.len(),
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.end - self.pos
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Fault> {
+        if n > self.remaining() {
+            return Err(Fault::Truncated {
+                needed: n,
+                remaining: self.remaining(),
+            });
+        }
+        let start = self.pos;
+        self.pos += n;
+        let body: &'a [u8] = self.body;
+        Ok(&body[start..self.pos])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Fault> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn i16(&mut self) -> Result<i16, Fault> {
+        self.array().map(i16::from_be_bytes)
+    }
+
+    fn i32(&mut self) -> Result<i32, Fault> {
+        self.array().map(i32::from_be_bytes)
+    }
+
+    fn i64(&mut self) -> Result<i64, Fault> {
+        self.array().map(i64::from_be_bytes)
+    }
+
+    fn uvarint(&mut self) -> Result<u32, Fault> {
+        let mut value: u32 = 0;
+        for i in 0..5 {
+            let [b] = self.array::<1>()?;
+            if i == 4 && b > 0x0f {
+                return Err(Fault::VarintTooLong);
+            }
+            value |= u32::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Fault::VarintTooLong)
+    }
+
+    /// Length of a (compact) nullable field: `None` for null.
+    fn length(&mut self, flexible: bool, wide: bool) -> Result<Option<usize>, Fault> {
+        if flexible {
+            let n = self.uvarint()?;
+            Ok(n.checked_sub(1).map(|n| n as usize))
+        } else {
+            let n = if wide {
+                i64::from(self.i32()?)
+            } else {
+                i64::from(self.i16()?)
+            };
+            match n {
+                -1 => Ok(None),
+                n if n < 0 => Err(Fault::NegativeLength(n)),
+                n => Ok(Some(n as usize)),
+            }
+        }
+    }
+
+    /// An array count, checked against the remaining bytes given the
+    /// smallest encoding of one element.
+    fn count(&mut self, flexible: bool, min_size: usize) -> Result<Option<usize>, Fault> {
+        let Some(count) = self.length(flexible, true)? else {
+            return Ok(None);
+        };
+        let remaining = self.remaining();
+        if count.saturating_mul(min_size) > remaining {
+            return Err(Fault::Count {
+                count,
+                min_size,
+                remaining,
+            });
+        }
+        Ok(Some(count))
+    }
+
+    /// `len` bytes of a length-prefixed field.
+    fn take_length(&mut self, len: usize) -> Result<&'a [u8], Fault> {
+        if len > self.remaining() {
+            return Err(Fault::Length {
+                len,
+                remaining: self.remaining(),
+            });
+        }
+        self.take(len)
+    }
+
+    fn nullable_bytes(&mut self, flexible: bool) -> Result<Option<Bytes>, Fault> {
+        let Some(len) = self.length(flexible, true)? else {
+            return Ok(None);
+        };
+        let start = self.pos;
+        self.take_length(len)?;
+        Ok(Some(self.body.slice(start..self.pos)))
+    }
+
+    fn string(&mut self, flexible: bool) -> Result<String, Fault> {
+        let len = self.length(flexible, false)?.ok_or(Fault::Null)?;
+        let raw = self.take_length(len)?;
+        std::str::from_utf8(raw)
+            .map(str::to_owned)
+            .map_err(|_| Fault::InvalidUtf8)
+    }
+
+    /// Reads a tagged-field section, handing each field's tag and a reader
+    /// over its bytes to `on_tag`; the reader must be consumed fully.
+    fn tagged_fields(
+        &mut self,
+        mut on_tag: impl FnMut(u32, &mut Reader<'a>) -> Result<(), Fault>,
+    ) -> Result<(), Fault> {
+        let count = self.uvarint()?;
+        for _ in 0..count {
+            let tag = self.uvarint()?;
+            let size = self.uvarint()? as usize;
+            let start = self.pos;
+            self.take_length(size)?;
+            let mut sub = Reader {
+                body: self.body,
+                pos: start,
+                end: self.pos,
+            };
+            on_tag(tag, &mut sub)?;
+            if sub.remaining() != 0 {
+                return Err(Fault::TagTrailing {
+                    tag,
+                    left: sub.remaining(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn skip_tagged_fields(&mut self) -> Result<(), Fault> {
+        self.tagged_fields(|_, sub| {
+            sub.pos = sub.end;
+            Ok(())
+        })
+    }
+}
+
+/// Where in the response a field is, for error messages.
+#[derive(Clone, Copy, Default)]
+struct Path {
+    topic: Option<usize>,
+    partition: Option<usize>,
+    aborted: Option<usize>,
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(t) = self.topic {
+            write!(f, "responses[{t}].")?;
+        }
+        if let Some(p) = self.partition {
+            write!(f, "partitions[{p}].")?;
+        }
+        if let Some(a) = self.aborted {
+            write!(f, "aborted_transactions[{a}].")?;
+        }
+        Ok(())
+    }
+}
+
+struct Decoder<'a> {
+    r: Reader<'a>,
+    version: i16,
+    flexible: bool,
+}
+
+impl<'a> Decoder<'a> {
+    fn fail(&self, path: Path, field: &str, fault: Fault) -> DecodeError {
+        DecodeError::Body {
+            api_key: ApiKey::Fetch,
+            version: self.version,
+            message: format!("{path}{field}: {fault}"),
+        }
+    }
+
+    fn response(&mut self) -> Result<FetchResponseView, DecodeError> {
+        let top = Path::default();
+        let throttle_time_ms = self
+            .r
+            .i32()
+            .map_err(|e| self.fail(top, "throttle_time_ms", e))?;
+        let (error_code, session_id) = if self.version >= 7 {
+            let error_code = self.r.i16().map_err(|e| self.fail(top, "error_code", e))?;
+            let session_id = self.r.i32().map_err(|e| self.fail(top, "session_id", e))?;
+            (error_code, session_id)
+        } else {
+            (0, 0)
+        };
+        let count = self
+            .r
+            .count(self.flexible, self.topic_min_size())
+            .map_err(|e| self.fail(top, "responses", e))?
+            .ok_or_else(|| self.fail(top, "responses", Fault::Null))?;
+        let mut topics = Vec::with_capacity(count);
+        for t in 0..count {
+            topics.push(self.topic(t)?);
+        }
+        if self.flexible {
+            self.r
+                .skip_tagged_fields()
+                .map_err(|e| self.fail(top, "tagged fields", e))?;
+        }
+        Ok(FetchResponseView {
+            throttle_time_ms,
+            error_code,
+            session_id,
+            topics,
+        })
+    }
+
+    /// Smallest encoding of a topic: empty name, empty partition array (and
+    /// no tags when flexible).
+    fn topic_min_size(&self) -> usize {
+        if self.flexible {
+            1 + 1 + 1
+        } else {
+            2 + 4
+        }
+    }
+
+    /// Smallest encoding of a partition at this version.
+    fn partition_min_size(&self) -> usize {
+        let v = self.version;
+        let mut size = 4 + 2 + 8 + 8; // index, error, high watermark, last stable offset
+        if v >= 5 {
+            size += 8; // log start offset
+        }
+        size += if self.flexible { 1 } else { 4 }; // aborted transactions
+        if v >= 11 {
+            size += 4; // preferred read replica
+        }
+        size += if self.flexible { 1 } else { 4 }; // records
+        if self.flexible {
+            size += 1; // tagged fields
+        }
+        size
+    }
+
+    fn topic(&mut self, t: usize) -> Result<FetchTopicView, DecodeError> {
+        let path = Path {
+            topic: Some(t),
+            ..Path::default()
+        };
+        let name = self
+            .r
+            .string(self.flexible)
+            .map_err(|e| self.fail(path, "topic", e))?;
+        let count = self
+            .r
+            .count(self.flexible, self.partition_min_size())
+            .map_err(|e| self.fail(path, "partitions", e))?
+            .ok_or_else(|| self.fail(path, "partitions", Fault::Null))?;
+        let mut partitions = Vec::with_capacity(count);
+        for p in 0..count {
+            partitions.push(self.partition(t, p)?);
+        }
+        if self.flexible {
+            self.r
+                .skip_tagged_fields()
+                .map_err(|e| self.fail(path, "tagged fields", e))?;
+        }
+        Ok(FetchTopicView { name, partitions })
+    }
+
+    fn partition(&mut self, t: usize, p: usize) -> Result<FetchPartitionView, DecodeError> {
+        let path = Path {
+            topic: Some(t),
+            partition: Some(p),
+            aborted: None,
+        };
+        let v = self.version;
+        let flexible = self.flexible;
+        let partition_index = self
+            .r
+            .i32()
+            .map_err(|e| self.fail(path, "partition_index", e))?;
+        let error_code = self.r.i16().map_err(|e| self.fail(path, "error_code", e))?;
+        let high_watermark = self
+            .r
+            .i64()
+            .map_err(|e| self.fail(path, "high_watermark", e))?;
+        let last_stable_offset = self
+            .r
+            .i64()
+            .map_err(|e| self.fail(path, "last_stable_offset", e))?;
+        let log_start_offset = if v >= 5 {
+            self.r
+                .i64()
+                .map_err(|e| self.fail(path, "log_start_offset", e))?
+        } else {
+            -1
+        };
+        let aborted_min = if flexible { 8 + 8 + 1 } else { 8 + 8 };
+        let aborted_transactions = match self
+            .r
+            .count(flexible, aborted_min)
+            .map_err(|e| self.fail(path, "aborted_transactions", e))?
+        {
+            None => None,
+            Some(count) => {
+                let mut list = Vec::with_capacity(count);
+                for a in 0..count {
+                    let path = Path {
+                        aborted: Some(a),
+                        ..path
+                    };
+                    let producer_id = self
+                        .r
+                        .i64()
+                        .map_err(|e| self.fail(path, "producer_id", e))?;
+                    let first_offset = self
+                        .r
+                        .i64()
+                        .map_err(|e| self.fail(path, "first_offset", e))?;
+                    if flexible {
+                        self.r
+                            .skip_tagged_fields()
+                            .map_err(|e| self.fail(path, "tagged fields", e))?;
+                    }
+                    list.push(AbortedTransaction {
+                        producer_id,
+                        first_offset,
+                    });
+                }
+                Some(list)
+            }
+        };
+        let preferred_read_replica = if v >= 11 {
+            self.r
+                .i32()
+                .map_err(|e| self.fail(path, "preferred_read_replica", e))?
+        } else {
+            -1
+        };
+        let records = self
+            .r
+            .nullable_bytes(flexible)
+            .map_err(|e| self.fail(path, "records", e))?;
+        let mut view = FetchPartitionView {
+            partition_index,
+            error_code,
+            high_watermark,
+            last_stable_offset,
+            log_start_offset,
+            aborted_transactions,
+            preferred_read_replica,
+            records,
+            diverging_epoch: None,
+            current_leader: None,
+            snapshot_id: None,
+        };
+        if flexible {
+            let mut failed_tag = "tagged fields";
+            let result = self.r.tagged_fields(|tag, sub| {
+                match tag {
+                    0 => {
+                        failed_tag = "diverging_epoch";
+                        let epoch = sub.i32()?;
+                        let end_offset = sub.i64()?;
+                        sub.skip_tagged_fields()?;
+                        view.diverging_epoch = Some(EpochEndOffset { epoch, end_offset });
+                    }
+                    1 => {
+                        failed_tag = "current_leader";
+                        let leader_id = sub.i32()?;
+                        let leader_epoch = sub.i32()?;
+                        sub.skip_tagged_fields()?;
+                        view.current_leader = Some(LeaderIdAndEpoch {
+                            leader_id,
+                            leader_epoch,
+                        });
+                    }
+                    2 => {
+                        failed_tag = "snapshot_id";
+                        let end_offset = sub.i64()?;
+                        let epoch = sub.i32()?;
+                        sub.skip_tagged_fields()?;
+                        view.snapshot_id = Some(SnapshotId { end_offset, epoch });
+                    }
+                    _ => {
+                        failed_tag = "tagged fields";
+                        sub.pos = sub.end;
+                    }
+                }
+                Ok(())
+            });
+            result.map_err(|e| self.fail(path, failed_tag, e))?;
+        }
+        Ok(view)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
