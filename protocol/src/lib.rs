@@ -5,12 +5,14 @@
 //! an encoder for record batches (magic v2). No sockets, no clocks.
 #![forbid(unsafe_code)]
 
+mod bounded;
 pub mod codec;
 pub mod consumer_protocol;
 pub mod error;
 pub mod fetch_response;
 pub mod frame;
 pub mod header;
+pub mod metadata_response;
 pub mod records;
 pub mod versions;
 
