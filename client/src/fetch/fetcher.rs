@@ -18,9 +18,9 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use kafee_protocol::records::AbortedTransaction;
+use kafee_protocol::fetch_response::{decode_fetch_response, FetchResponseView};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -218,7 +218,7 @@ enum Done {
     Fetch {
         node: i32,
         planned: Vec<PlannedPartition>,
-        result: Result<FetchResponse, ClientError>,
+        result: Result<FetchResponseView, ClientError>,
     },
     Reset {
         tp: TopicPartition,
@@ -431,20 +431,12 @@ impl Loop {
     }
 }
 
-fn answers_by_partition(response: FetchResponse) -> BTreeMap<(String, i32), PartitionAnswer> {
+fn answers_by_partition(response: FetchResponseView) -> BTreeMap<(String, i32), PartitionAnswer> {
     let mut map = BTreeMap::new();
-    for topic in response.responses {
-        let name = topic.topic.0.to_string();
+    for topic in response.topics {
+        let name = topic.name;
         for p in topic.partitions {
-            let aborted = p
-                .aborted_transactions
-                .unwrap_or_default()
-                .into_iter()
-                .map(|a| AbortedTransaction {
-                    producer_id: a.producer_id.0,
-                    first_offset: a.first_offset,
-                })
-                .collect();
+            let aborted = p.aborted_transactions.unwrap_or_default();
             map.insert(
                 (name.clone(), p.partition_index),
                 PartitionAnswer {
@@ -469,7 +461,7 @@ async fn fetch(
     node: i32,
     planned: &[PlannedPartition],
     config: &FetchConfig,
-) -> Result<FetchResponse, ClientError> {
+) -> Result<FetchResponseView, ClientError> {
     let conn = cluster.broker(node).await?;
     let version = conn.version(kafka_protocol::messages::ApiKey::Fetch)?;
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
@@ -500,5 +492,11 @@ async fn fetch(
         );
     // The broker may hold the request for max_wait: allow for it.
     let timeout = cluster.config().request_timeout() + config.max_wait;
-    conn.start(&request, version)?.wait(timeout).await
+    // Decoded by kafee's bounded decoder: no allocation from a count the
+    // body cannot hold, record sets stay slices of the frame.
+    let body = conn.start(&request, version)?.wait_body(timeout).await?;
+    decode_fetch_response(version, body).map_err(|source| ClientError::Decode {
+        broker: conn.broker().to_owned(),
+        source,
+    })
 }
