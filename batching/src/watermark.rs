@@ -14,6 +14,7 @@
 //! backwards), and never moving a partition's offset backwards except by an
 //! explicit seek.
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -83,6 +84,15 @@ struct Slot {
     finished: bool,
 }
 
+/// A process-wide unique epoch: range ids of two watermarks (a partition
+/// revoked and assigned again gets a new one) or of two resets never compare
+/// equal, so a batch abandoned by an earlier assignment cannot complete a
+/// range of the current one.
+fn next_epoch() -> u64 {
+    static EPOCH: AtomicU64 = AtomicU64::new(0);
+    EPOCH.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Per-partition contiguous commit watermark. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Watermark {
@@ -99,7 +109,7 @@ impl Watermark {
     /// partition resumes from).
     pub fn new(start_offset: i64) -> Self {
         Self {
-            epoch: 0,
+            epoch: next_epoch(),
             next_seq: 0,
             slots: VecDeque::new(),
             end: start_offset,
@@ -247,7 +257,7 @@ impl Watermark {
     /// registered range is dropped and its id becomes stale, so a batch that
     /// finishes later cannot move this watermark.
     pub fn reset(&mut self, start_offset: i64) {
-        self.epoch += 1;
+        self.epoch = next_epoch();
         self.slots.clear();
         self.end = start_offset;
     }
@@ -482,6 +492,24 @@ impl<K: Ord + Clone> CommitTracker<K> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_range_of_another_watermark_is_stale_even_at_the_same_position() {
+        // A partition revoked and assigned again gets a new watermark; the
+        // abandoned batch's range id must not complete the new first range.
+        let mut old = Watermark::new(0);
+        let abandoned = old.register(0, 3).unwrap();
+        let mut new = Watermark::new(0);
+        let current = new.register(0, 10).unwrap();
+        assert_ne!(abandoned, current);
+        assert_eq!(new.complete(abandoned), Err(WatermarkError::Stale));
+        assert_eq!(new.committable(), 0);
+        new.reset(0);
+        let after_reset = new.register(0, 10).unwrap();
+        assert_ne!(after_reset, current);
+        assert_eq!(new.complete(current), Err(WatermarkError::Stale));
+        assert_eq!(new.complete(after_reset).unwrap(), 10);
+    }
 
     #[test]
     fn completion_out_of_order_waits_for_the_earliest() {
