@@ -197,12 +197,15 @@ fn measure(args: &Args) -> Result<()> {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
     let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
     println!(
-        "MEASURE status={} wall_s={:.6} user_s={:.6} sys_s={:.6} maxrss_kb={} stdout_bytes={}",
+        "MEASURE status={} wall_s={:.6} user_s={:.6} sys_s={:.6} maxrss_kb={} minflt={} nvcsw={} nivcsw={} stdout_bytes={}",
         status.code().unwrap_or(-1),
         wall.as_secs_f64(),
         secs(usage.user_time()),
         secs(usage.system_time()),
         usage.max_rss(),
+        usage.minor_page_faults(),
+        usage.voluntary_context_switches(),
+        usage.involuntary_context_switches(),
         stdout_bytes
     );
     Ok(())
@@ -340,6 +343,7 @@ fn consume_kafee(args: &Args, multi: bool) -> Result<()> {
 
         let started = Instant::now();
         let cluster = connect(&brokers).await?;
+        let connected = started.elapsed();
         let config = FetchConfig {
             min_bytes: settings.min_bytes,
             max_wait: Duration::from_millis(settings.max_wait_ms),
@@ -364,6 +368,11 @@ fn consume_kafee(args: &Args, multi: bool) -> Result<()> {
                 FetchEvent::Records(fetched) => {
                     if first.is_none() {
                         first = Some(Instant::now());
+                        eprintln!(
+                            "kafee: connected after {:.3} s, first records after {:.3} s",
+                            connected.as_secs_f64(),
+                            started.elapsed().as_secs_f64()
+                        );
                     }
                     for record in fetched.records() {
                         let record = record?;
@@ -407,6 +416,15 @@ fn consume_rdkafka(args: &Args) -> Result<()> {
         .set("auto.offset.reset", "earliest");
     for (k, v) in settings.rdkafka_props() {
         config.set(k, v);
+    }
+    // Extra librdkafka properties, "k=v,k=v" (the `rdkafka-tuned` row).
+    if let Some(extra) = args.get("rdkafka-props") {
+        for kv in extra.split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--rdkafka-props: {kv:?} is not k=v"))?;
+            config.set(k, v);
+        }
     }
     let consumer: BaseConsumer = config.create()?;
     let mut tpl = TopicPartitionList::new();
@@ -456,6 +474,8 @@ struct Run {
     user_s: f64,
     sys_s: f64,
     maxrss_kb: u64,
+    minflt: u64,
+    csw: u64,
     load1: String,
 }
 
@@ -562,6 +582,8 @@ fn run_client(
         user_s: f("user_s")?,
         sys_s: f("sys_s")?,
         maxrss_kb: f("maxrss_kb")? as u64,
+        minflt: f("minflt")? as u64,
+        csw: (f("nvcsw")? + f("nivcsw")?) as u64,
         load1: load,
     })
 }
@@ -574,9 +596,13 @@ fn bench(args: &Args) -> Result<()> {
     let settings = FetchSettings::from_args(args)?;
     let franz = args.get("franz").map(str::to_string);
     let kcat = args.get("kcat").unwrap_or("kcat").to_string();
+    let rdkafka_tuned = args
+        .get("rdkafka-tuned")
+        .unwrap_or("fetch.queue.backoff.ms=10")
+        .to_string();
     let clients: Vec<String> = args
         .get("clients")
-        .unwrap_or("kafee,kafee-1t,rdkafka,kcat,franz")
+        .unwrap_or("kafee,kafee-1t,rdkafka,rdkafka-tuned,kcat,franz")
         .split(',')
         .map(str::to_string)
         .collect();
@@ -614,6 +640,16 @@ fn bench(args: &Args) -> Result<()> {
             "kafee" | "kafee-1t" | "rdkafka" => {
                 let mut a = vec![format!("consume-{client}")];
                 a.extend(common.clone());
+                (exe.clone(), a, false)
+            }
+            "rdkafka-tuned" => {
+                // librdkafka with its prefetch queue back-off shortened: fetch.queue.backoff.ms
+                // (default 1000) postpones the next fetch whenever the local queue is above
+                // queued.min.messages / queued.max.messages.kbytes.
+                let mut a = vec!["consume-rdkafka".to_string()];
+                a.extend(common.clone());
+                a.push("--rdkafka-props".into());
+                a.push(rdkafka_tuned.clone());
                 (exe.clone(), a, false)
             }
             "kcat" => {
@@ -705,16 +741,66 @@ fn bench(args: &Args) -> Result<()> {
         settings.min_bytes, settings.max_wait_ms, settings.max_bytes, settings.max_partition_bytes
     );
     for (i, runs) in all.iter().enumerate() {
-        print_table(i + 1, runs);
+        print_table(&format!("Round {}", i + 1), runs);
+    }
+    if all.len() > 1 {
+        print_table(
+            &format!(
+                "Median of {} rounds (each column its own median; peak RSS the maximum)",
+                all.len()
+            ),
+            &medians(&all),
+        );
     }
     Ok(())
 }
 
-fn print_table(round: usize, runs: &[Run]) {
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Per client, the median of each column over the rounds (peak RSS: the maximum).
+fn medians(all: &[Vec<Run>]) -> Vec<Run> {
+    let Some(first) = all.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|r0| {
+            let runs: Vec<&Run> = all
+                .iter()
+                .filter_map(|round| round.iter().find(|r| r.client == r0.client))
+                .collect();
+            let m = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(|r| f(r)).collect());
+            Run {
+                client: r0.client.clone(),
+                records: r0.records,
+                value_bytes: r0.value_bytes,
+                wall_s: m(&|r| r.wall_s),
+                first_to_last_s: r0
+                    .first_to_last_s
+                    .map(|_| m(&|r| r.first_to_last_s.unwrap_or(0.0))),
+                user_s: m(&|r| r.user_s),
+                sys_s: m(&|r| r.sys_s),
+                maxrss_kb: runs.iter().map(|r| r.maxrss_kb).max().unwrap_or(0),
+                minflt: m(&|r| r.minflt as f64) as u64,
+                csw: m(&|r| r.csw as f64) as u64,
+                load1: "-".into(),
+            }
+        })
+        .collect()
+}
+
+fn print_table(title: &str, runs: &[Run]) {
     let kafee = runs.iter().find(|r| r.client == "kafee");
-    println!("Round {round}:\n");
-    println!("| client | records/s | MB/s (values) | wall s | drain s (first→last) | CPU s / M records (user+sys) | user s | sys s | peak RSS MiB | records/s vs kafee | CPU/record vs kafee | load1 at start |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("{title}:\n");
+    println!("| client | records/s | MB/s (values) | wall s | drain s (first→last) | CPU s / M records (user+sys) | user s | sys s | peak RSS MiB | minor faults | ctx switches | records/s vs kafee | CPU/record vs kafee | load1 at start |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in runs {
         let (speed, cpu) = match kafee {
             Some(k) => (
@@ -724,7 +810,7 @@ fn print_table(round: usize, runs: &[Run]) {
             None => ("-".into(), "-".into()),
         };
         println!(
-            "| {} | {:.0} | {:.1} | {:.3} | {} | {:.3} | {:.2} | {:.2} | {:.1} | {} | {} | {} |",
+            "| {} | {:.0} | {:.1} | {:.3} | {} | {:.3} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {} |",
             r.client,
             r.records_per_s(),
             r.mb_per_s(),
@@ -735,6 +821,8 @@ fn print_table(round: usize, runs: &[Run]) {
             r.user_s,
             r.sys_s,
             r.maxrss_kb as f64 / 1024.0,
+            r.minflt,
+            r.csw,
             speed,
             cpu,
             r.load1
