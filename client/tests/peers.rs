@@ -1038,6 +1038,16 @@ async fn broker_restart_mid_consume_loses_nothing() {
 
     let group = common::unique_topic("peers-restart");
     let mut config = group_config(&group, &topic, IsolationLevel::ReadUncommitted);
+    // A session that outlives the restart (about 5-15 s here): the member
+    // keeps its partitions and its fetch positions, and no rejoin (which
+    // would refresh metadata and re-read from the commits) hides what the
+    // fetch loop does on its own.
+    config.group = GroupConfig::builder(&group, [&topic])
+        .session_timeout(Duration::from_secs(45))
+        .heartbeat_interval(Duration::from_millis(500))
+        .rebalance_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     config.fetch.max_partition_bytes = 512;
     config.fetch.max_bytes = 1024;
     config.fetch.max_buffered_bytes = 2048;
