@@ -427,10 +427,17 @@ impl<'a> Decoder<'a> {
                         view.snapshot_id = Some(SnapshotId { end_offset, epoch });
                     }
                     _ => {
-                        failed_tag = "tagged fields";
                         sub.skip_rest();
                     }
                 }
+                if sub.remaining() != 0 {
+                    return Err(Fault::TagTrailing {
+                        tag,
+                        left: sub.remaining(),
+                    });
+                }
+                // Errors in the next tag's header are not this tag's.
+                failed_tag = "tagged fields";
                 Ok(())
             });
             result.map_err(|e| self.fail(path, failed_tag, e))?;

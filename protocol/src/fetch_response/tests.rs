@@ -381,6 +381,19 @@ fn unknown_tags_are_skipped_and_known_tags_checked() {
             .starts_with("cannot decode Fetch v12 body: responses[0].partitions[0].tagged fields: length 127 exceeds"),
         "{err}"
     );
+    // A valid current_leader, then a tag whose size runs past the body: the
+    // error names the tag section, not current_leader.
+    let err = decode_fetch_response(
+        12,
+        v12_with_partition_tags(&[2, 1, 9, 0, 0, 0, 5, 0, 0, 0, 6, 0, 7, 0x7f]),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "cannot decode Fetch v12 body: responses[0].partitions[0].tagged fields: length 127 exceeds"
+        ),
+        "{err}"
+    );
     // A varint longer than 5 bytes.
     let err = decode_fetch_response(
         12,
