@@ -191,6 +191,7 @@ on_both_brokers!(
     topics_create_list_delete_and_their_errors,
     missing_topics_fail_with_one_line_and_status_1,
     max_records_and_summary_format_stop_cleanly,
+    sigint_stops_gracefully_and_commits,
 );
 
 /// Keyed, keyless, non-ASCII and tab-carrying lines, with a header on every
@@ -563,6 +564,84 @@ fn max_records_and_summary_format_stop_cleanly(addr: &str) {
         "{}",
         run.stdout
     );
+}
+
+/// Ctrl-C (SIGINT) while consuming: exit status 0, the totals say why, and
+/// what was handled is committed (the group's next run gets nothing).
+fn sigint_stops_gracefully_and_commits(addr: &str) {
+    use std::io::BufRead;
+    let topic = unique("sigint");
+    create(addr, &topic, 2);
+    let lines: Vec<String> = (0..40).map(|i| format!("v{i}")).collect();
+    produce(addr, &topic, &lines, &[]);
+    let group = unique("g");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kafee"))
+        .args([
+            "consume",
+            "--bootstrap",
+            addr,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+        ])
+        .env_remove("KAFEE_BOOTSTRAP")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut count = 0;
+        for line in std::io::BufReader::new(stdout).lines() {
+            line.unwrap();
+            count += 1;
+            if count == 40 {
+                let _ = seen_tx.send(());
+            }
+        }
+        count
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    if seen_rx.recv_timeout(LIMIT).is_err() {
+        child.kill().unwrap();
+        panic!(
+            "no 40 records within {LIMIT:?}: {}",
+            err_reader.join().unwrap()
+        );
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > LIMIT {
+            child.kill().unwrap();
+            panic!("still running {LIMIT:?} after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = err_reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(reader.join().unwrap(), 40);
+    assert!(stderr.contains("total: 40 records"), "{stderr}");
+    assert!(stderr.contains("stopped: interrupted"), "{stderr}");
+
+    let (records, _) = consume_jsonl(addr, &topic, &group, &[]);
+    assert!(records.is_empty(), "{records:?}");
 }
 
 // ---- without a broker --------------------------------------------------------------------
