@@ -350,6 +350,8 @@ fn consume_kafee(args: &Args, multi: bool) -> Result<()> {
             max_bytes: settings.max_bytes,
             max_partition_bytes: settings.max_partition_bytes,
             verify_crc: true,
+            // Diagnosis only: the fetch loop sleeps this long after its first metadata refresh.
+            retry_backoff: Duration::from_millis(args.num("kafee-retry-backoff-ms", 100)?),
             ..FetchConfig::default()
         };
         let mut fetcher = Fetcher::start(cluster, config);
