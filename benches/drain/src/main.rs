@@ -6,9 +6,13 @@
 //! `rdkafka` crate's `BaseConsumer`), kcat and franz-go.
 //!
 //! ```text
-//! drain bench --brokers ADDR --value-size 100 --records 2000000 [--rounds 2] [--franz PATH] [--topic T]
+//! drain bench --brokers ADDR --value-size 100 --records 2000000 [--rounds 2] [--franz PATH] [--kcat PATH]
+//!             [--clients kafee,kafee-1t,rdkafka,rdkafka-tuned,kcat,franz] [--topic T --no-fill]
+//!             [--rdkafka-tuned "fetch.queue.backoff.ms=10"] [fetch flags]
 //! drain fill --brokers ADDR --topic T --records N --value-size S
-//! drain consume-kafee|consume-kafee-1t|consume-rdkafka --brokers ADDR --topic T --records N [fetch flags]
+//! drain consume-kafee|consume-kafee-1t --brokers ADDR --topic T --records N [fetch flags]
+//!       [--kafee-retry-backoff-ms 100]
+//! drain consume-rdkafka --brokers ADDR --topic T --records N [fetch flags] [--rdkafka-props k=v,k=v]
 //! drain measure [--count-stdout] -- PROGRAM ARGS...
 //! ```
 //!
