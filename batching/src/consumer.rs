@@ -402,7 +402,10 @@ impl RunHandle {
         }
     }
 
-    /// Stops at once without committing or leaving (what a crash does).
+    /// Stops at once without flushing or committing: batches in flight are
+    /// abandoned and redelivered to the next owner from the last commit.
+    /// The membership task then leaves the group, so the partitions move at
+    /// once instead of after the session timeout.
     pub fn abort(self) {
         self.task.abort();
     }
@@ -916,6 +919,19 @@ impl<H: Handler> Driver<H> {
         let Some(state) = self.partitions.get_mut(&tp) else {
             return; // revoked or lost meanwhile: nothing is committed
         };
+        // A handler naming a message the batch does not have failed the
+        // whole batch (never skip what it may not have handled).
+        let result = match result {
+            BatchResult::Partial(failed) if failed.iter().any(|&i| i >= batch.entries.len()) => {
+                BatchResult::Err(format!(
+                    "handle_batch reported failed index {:?} of a batch of {}",
+                    failed.iter().max(),
+                    batch.entries.len()
+                ))
+            }
+            BatchResult::Partial(failed) if failed.is_empty() => BatchResult::Ok,
+            other => other,
+        };
         let failed = match &result {
             BatchResult::Ok => 0,
             BatchResult::Partial(f) => f.len(),
@@ -939,8 +955,10 @@ impl<H: Handler> Driver<H> {
         let outcome = match state.partition.on_result(ticket, batch, &result, now) {
             Ok(o) => o,
             Err(e) => {
-                tracing::error!(partition = %tp, error = %e, "result not applied");
-                let _ = self.inflight.finish(&tp, false);
+                // A late result of a batch abandoned at revocation (the
+                // partition came back with a new batch out): ignore it; the
+                // in-flight slot was released when the partition was dropped.
+                tracing::debug!(partition = %tp, error = %e, "stale result ignored");
                 return;
             }
         };

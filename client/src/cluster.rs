@@ -242,12 +242,20 @@ impl Cluster {
         conn: &Connection,
         topics: &[String],
     ) -> Result<(), ClientError> {
-        let (_, response) = conn
-            .send_with(
-                self.inner.config.request_timeout(),
-                |v| -> MetadataRequest { metadata::metadata_request(v, topics) },
-            )
+        // Decoded by kafee's bounded Metadata decoder (array counts checked
+        // against the bytes left before anything is allocated), not by
+        // kafka-protocol's, which pre-allocates from wire counts.
+        let version = conn.version(ApiKey::Metadata)?;
+        let request: MetadataRequest = metadata::metadata_request(version, topics);
+        let body = conn
+            .start(&request, version)?
+            .wait_body(self.inner.config.request_timeout())
             .await?;
+        let response = kafee_protocol::metadata_response::decode_metadata_response(version, body)
+            .map_err(|source| ClientError::Decode {
+            broker: conn.broker().to_owned(),
+            source,
+        })?;
         if response.error_code != 0 {
             return Err(ClientError::Broker {
                 broker: conn.broker().to_owned(),

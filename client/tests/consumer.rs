@@ -49,6 +49,7 @@ macro_rules! on_both_brokers {
 on_both_brokers!(
     a_member_reads_every_partition_in_order_and_its_commits_survive_a_restart,
     two_members_split_the_partitions_and_a_leaver_hands_them_over,
+    dropped_consumer_leaves_the_group_and_its_partitions_move,
 );
 
 /// Produces `values` to `topic`/`partition` (acks=all) with kafee's producer.
@@ -287,5 +288,41 @@ async fn two_members_split_the_partitions_and_a_leaver_hands_them_over(addr: &st
         }
     }
     leaving.await.unwrap();
+    leave(b).await;
+}
+
+/// Regression: the membership task kept a strong sender of its own command
+/// channel, so dropping every handle never closed it and the dropped member
+/// stayed in the group, heartbeating, with partitions nobody handled.
+async fn dropped_consumer_leaves_the_group_and_its_partitions_move(addr: &str) {
+    let (cluster, topic) = topic_with_records(addr, 2, 1).await;
+    let group = common::unique_topic("group");
+    let mut a = GroupConsumer::start(cluster.clone(), group_config(&group, &topic));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let ConsumerEvent::Assigned { partitions, .. } =
+            tokio::time::timeout_at(deadline, a.next()).await.unwrap()
+        {
+            if partitions.len() == 2 {
+                break;
+            }
+        }
+    }
+    drop(a);
+    // B gets both partitions well before A's 10 s session timeout would
+    // have expired it.
+    let started = tokio::time::Instant::now();
+    let mut b = GroupConsumer::start(cluster.clone(), group_config(&group, &topic));
+    let deadline = started + Duration::from_secs(8);
+    loop {
+        match tokio::time::timeout_at(deadline, b.next())
+            .await
+            .expect("the dropped member still holds its partitions")
+        {
+            ConsumerEvent::Revoked(r) => r.done(),
+            ConsumerEvent::Assigned { partitions, .. } if partitions.len() == 2 => break,
+            _ => {}
+        }
+    }
     leave(b).await;
 }

@@ -235,7 +235,8 @@ impl GroupConsumer {
             offset_reset: config.fetch.offset_reset,
             commit_retries: config.commit_retries,
             events: events_tx,
-            commands_tx: commands.clone(),
+            commands_tx: commands.downgrade(),
+            handles_gone: false,
             replies_tx: None,
             commits: VecDeque::new(),
             commit_in_flight: None,
@@ -392,7 +393,11 @@ struct Driver {
     offset_reset: OffsetReset,
     commit_retries: u32,
     events: mpsc::UnboundedSender<ConsumerEvent>,
-    commands_tx: mpsc::UnboundedSender<Command>,
+    /// Weak, so that dropping every handle closes the command channel (the
+    /// member then leaves): regression test
+    /// `dropped_consumer_leaves_the_group_and_its_partitions_move`.
+    commands_tx: mpsc::WeakUnboundedSender<Command>,
+    handles_gone: bool,
     replies_tx: Option<mpsc::UnboundedSender<Reply>>,
     commits: VecDeque<PendingCommit>,
     commit_in_flight: Option<(RequestId, PendingCommit)>,
@@ -431,7 +436,7 @@ impl Driver {
                         self.on_reply(reply);
                     }
                 }
-                command = commands.recv() => match command {
+                command = commands.recv(), if !self.handles_gone => match command {
                     Some(Command::Commit { offsets, reply }) => {
                         self.commits.push_back(PendingCommit { offsets, reply, attempts: 0 });
                     }
@@ -440,12 +445,14 @@ impl Driver {
                         self.leaving = true;
                         self.member.request_leave(Instant::now().into_std());
                     }
-                    // Every handle is gone: leave quietly.
+                    // Every handle is gone: leave (revocations are answered
+                    // at once from now on: nobody is left to finish work).
                     None => {
+                        self.handles_gone = true;
                         self.leaving = true;
-                        self.member.request_leave(Instant::now().into_std());
-                        // Revocations cannot be answered any more.
-                        let _ = self.commands_tx.send(Command::RevokeDone);
+                        let now = Instant::now().into_std();
+                        self.member.request_leave(now);
+                        self.member.revoke_done(now);
                     }
                 },
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -594,19 +601,19 @@ impl Driver {
                 for tp in &partitions {
                     self.fetch.revoke(tp);
                 }
+                let Some(done) = self.commands_tx.upgrade().filter(|_| !self.handles_gone) else {
+                    // Nobody is left to finish work: revoked at once.
+                    self.member.revoke_done(Instant::now().into_std());
+                    return None;
+                };
                 let revocation = Revocation {
                     partitions,
                     generation_id: self.member.generation_id(),
-                    done: Some(self.commands_tx.clone()),
+                    done: Some(done),
                 };
-                if self
-                    .events
-                    .send(ConsumerEvent::Revoked(revocation))
-                    .is_err()
-                {
-                    // Nobody listens: the Revocation was dropped, which
-                    // answered RevokeDone.
-                }
+                // If nobody listens, the dropped Revocation answers
+                // RevokeDone itself.
+                let _ = self.events.send(ConsumerEvent::Revoked(revocation));
             }
             Action::Assign(partitions) => {
                 tracing::info!(group = %self.group_id(), generation = self.member.generation_id(), ?partitions, "assigned");
