@@ -12,9 +12,7 @@
 //! - the broker restart runs against a private Apache Kafka the test starts
 //!   itself (`scripts/broker up` and `restart` in a folder of its own, so the
 //!   shared brokers are not disturbed); Tansu is not restarted because it
-//!   stores in memory here and a restart loses the log by design. It is
-//!   `#[ignore]`d while the fetch loop does not refresh metadata after a
-//!   leader-epoch error (see the test).
+//!   stores in memory here and a restart loses the log by design.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -77,14 +75,11 @@ mod kafka_only {
     /// Starts its own Kafka (the restart must keep the log; Tansu's memory
     /// storage would not).
     ///
-    /// Ignored until the fetch loop refreshes metadata after a leader-epoch
-    /// error: Kafka bumps the partitions' leader epoch when the broker comes
-    /// back, every fetch then answers FENCED_LEADER_EPOCH, and the fetch loop
-    /// only marks the metadata stale (nothing refreshes it), so consumption
-    /// stalls for good unless something else happens to refresh it. Run it
-    /// with `cargo test -p kafee-client --test peers -- --ignored`.
+    /// Regression: Kafka bumps the partitions' leader epoch when the broker
+    /// comes back and every fetch then answers FENCED_LEADER_EPOCH; the fetch
+    /// loop only marked the metadata stale (nothing refreshed it), so
+    /// consumption stalled for good.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "kafee-client bug: the fetch loop never refreshes metadata after FENCED_LEADER_EPOCH, so consumption stalls after a broker restart"]
     async fn broker_restart_mid_consume_loses_nothing() {
         super::broker_restart_mid_consume_loses_nothing().await;
     }

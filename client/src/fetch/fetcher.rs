@@ -113,6 +113,8 @@ impl Fetcher {
                 tx,
                 in_flight: JoinSet::new(),
                 busy: HashSet::new(),
+                stale: false,
+                rotation: 0,
             }
             .run(),
         );
@@ -237,6 +239,10 @@ struct Loop {
     tx: mpsc::Sender<FetchEvent>,
     in_flight: JoinSet<Done>,
     busy: HashSet<i32>,
+    /// A fetch said the cached leaders are wrong: refresh before planning.
+    stale: bool,
+    /// Rotates the partition order of successive requests.
+    rotation: usize,
 }
 
 /// Longest the loop sleeps with nothing to do before planning again.
@@ -259,23 +265,40 @@ impl Loop {
                     )
                 })
             };
-            if !plan.missing_leader.is_empty() && !refreshing {
+            // Refresh when a leader is unknown, or when a fetch said the
+            // cached leader is wrong (moved, fenced epoch, broker gone):
+            // marking the cache stale is not enough, the plan reads it
+            // directly (regression test `broker_restart_mid_consume_loses_nothing`).
+            if (!plan.missing_leader.is_empty() || self.stale) && !refreshing {
                 refreshing = true;
+                self.stale = false;
                 let cluster = self.cluster.clone();
-                let topics: Vec<String> = plan
+                let mut topics: std::collections::BTreeSet<String> = plan
                     .missing_leader
                     .iter()
                     .map(|tp| tp.topic.clone())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
                     .collect();
+                topics.extend(self.shared.cursors().assigned().map(|tp| tp.topic.clone()));
+                let topics: Vec<String> = topics.into_iter().collect();
                 let backoff = self.config.retry_backoff;
                 self.in_flight.spawn(async move {
                     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                    if let Err(e) = cluster.refresh_metadata(&names).await {
-                        tracing::warn!(error = %e, "metadata refresh for fetch failed");
+                    let settled = match cluster.refresh_metadata(&names).await {
+                        Ok(()) => cluster.with_metadata(|m| {
+                            names
+                                .iter()
+                                .all(|t| m.topic(t).is_some_and(|info| info.is_ready()))
+                        }),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "metadata refresh for fetch failed");
+                            false
+                        }
+                    };
+                    // Back off only when the refresh did not give every
+                    // leader (no refresh storm; no stall at start-up).
+                    if !settled {
+                        tokio::time::sleep(backoff).await;
                     }
-                    tokio::time::sleep(backoff).await;
                     Done::Metadata
                 });
             }
@@ -305,8 +328,16 @@ impl Loop {
                     Done::Reset { tp, epoch, result }
                 });
             }
-            for (node, planned) in plan.by_leader {
+            for (node, mut planned) in plan.by_leader {
                 self.busy.insert(node);
+                // Rotate the partition order from request to request so that
+                // with a small fetch.max.bytes no partition waits for the
+                // others to drain (the broker fills partitions in order).
+                if !planned.is_empty() {
+                    let n = self.rotation % planned.len();
+                    planned.rotate_left(n);
+                    self.rotation = self.rotation.wrapping_add(1);
+                }
                 let cluster = self.cluster.clone();
                 let config = self.config.clone();
                 self.in_flight.spawn(async move {
@@ -375,6 +406,7 @@ impl Loop {
                     Err(e) => {
                         tracing::warn!(node, error = %e, "fetch failed");
                         self.cluster.invalidate_metadata();
+                        self.stale = true;
                         let mut cursors = self.shared.cursors();
                         for p in &planned {
                             cursors.request_failed(p, now);
@@ -393,7 +425,10 @@ impl Loop {
                         match cursors.apply(p, answer, now) {
                             Applied::Data(f) => out.push(Ok(f)),
                             Applied::Nothing => {}
-                            Applied::RefreshMetadata => self.cluster.invalidate_metadata(),
+                            Applied::RefreshMetadata => {
+                                self.cluster.invalidate_metadata();
+                                self.stale = true;
+                            }
                             Applied::Reset { tp, offset, to } => tracing::warn!(
                                 topic = %tp.topic, partition = tp.partition, offset, ?to,
                                 "fetch offset out of range: resetting (records may be lost)"
