@@ -31,6 +31,9 @@ use kafee::batching::{
     AckStrategy, Batch, BatchConfig, BatchResult, Consumer, DeadLetterConfig, DeadLetterInfo,
     Handler, HandlerError, Message, Mode,
 };
+use kafee::client::cluster::Cluster;
+use kafee::client::config::ClientConfig;
+use kafee::client::produce::{Producer, ProducerConfig};
 use rusqlite::{params, Connection};
 use tokio::sync::Notify;
 
@@ -377,8 +380,21 @@ async fn run_pass(
             .size(args.batch_size)
             .timeout(Duration::from_millis(200));
     }
+    // The dead-letter producer on connections of its own: brokers answer
+    // the requests of one connection in order, so on the consumer's
+    // connections a dead-letter write would wait behind a fetch long poll
+    // (fetch.max.wait, 500 ms) while its partition is held.
+    let dead_letter_cluster = Cluster::connect(
+        ClientConfig::builder()
+            .bootstrap_servers(args.bootstrap.split(',').map(str::trim))
+            .client_id("bulk-insert-dead-letters")
+            .build()?,
+    )
+    .await?;
+    let dead_letter_producer = Producer::new(dead_letter_cluster, ProducerConfig::default());
     let consumer = Consumer::builder(&args.bootstrap, &group)
         .topics([args.topic.clone()])
+        .dead_letter_producer(dead_letter_producer.clone())
         .batch(config.build()?)
         .session_timeout(Duration::from_secs(10), Duration::from_secs(2))
         .rebalance_timeout(Duration::from_secs(60))
@@ -417,6 +433,7 @@ async fn run_pass(
     }
     let finished = Instant::now();
     let stats = running.shutdown().await?;
+    dead_letter_producer.close().await;
     let elapsed = progress
         .first_record
         .get()
