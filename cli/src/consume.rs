@@ -13,6 +13,7 @@ use kafee::batching::{
 };
 use kafee::client::admin::IsolationLevel;
 use kafee::client::fetch::OffsetReset;
+use kafee::client::produce::{Producer, ProducerConfig};
 use regex::Regex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -444,7 +445,19 @@ pub async fn run(args: ConsumeArgs) -> Result<(), CliError> {
     for topic in args.topics.iter().chain(args.dlq_topic.iter()) {
         connect::partition_count(&cluster, topic).await?;
     }
-    let consumer = Consumer::builder(&bootstrap, &args.group)
+    let mut builder = Consumer::builder(&bootstrap, &args.group);
+    let mut dead_letter_producer = None;
+    if args.dlq_topic.is_some() {
+        // On connections of its own: a broker answers one connection's
+        // requests in order, so on the consumer's connections each
+        // dead-letter write would wait behind a fetch long poll (500 ms)
+        // while its partition is held.
+        let cluster = connect::connect(&bootstrap, timeout).await?;
+        let producer = Producer::new(cluster, ProducerConfig::default());
+        builder = builder.dead_letter_producer(producer.clone());
+        dead_letter_producer = Some(producer);
+    }
+    let consumer = builder
         .topics(args.topics.clone())
         .batch(batch)
         .client_id(connect::CLIENT_ID)
@@ -523,6 +536,9 @@ pub async fn run(args: ConsumeArgs) -> Result<(), CliError> {
             }
         }
     };
+    if let Some(producer) = dead_letter_producer {
+        producer.close().await;
+    }
     let stats = result.map_err(consumer_error)?;
     let totals = totals_line(
         &stats,
