@@ -314,8 +314,11 @@ impl Consumer {
             Some(dl) => {
                 let producer = match self.builder.dead_letter_producer.clone() {
                     Some(p) => p,
+                    // Its own connections: a broker answers a connection's
+                    // requests in order, so on the fetch connections every
+                    // dead-letter write would wait behind a Fetch long poll.
                     None => Producer::new(
-                        cluster.clone(),
+                        Cluster::connect(self.client.clone()).await?,
                         ProducerConfig::builder()
                             .build()
                             .map_err(|e| ConsumerError::Config(e.to_string()))?,
