@@ -69,6 +69,7 @@ on_both_brokers!(
     idle_topic_batch_is_handled_on_timeout_without_more_messages,
     in_flight_limit_holds_across_partitions_and_order_holds_per_partition,
     missing_dead_letter_topic_commits_nothing_past_the_failed_message,
+    a_panicking_handler_fails_the_batch_and_the_consumer_goes_on,
 );
 
 async fn cluster(addr: &str) -> Cluster {
@@ -487,5 +488,65 @@ async fn missing_dead_letter_topic_commits_nothing_past_the_failed_message(addr:
     tokio::time::sleep(Duration::from_secs(4)).await;
     running.shutdown().await.unwrap();
     assert!(rec.dead.lock().unwrap().is_empty());
+    assert_eq!(committed(&cluster, &group, &topic).await[&0], Some(4));
+}
+
+/// Panics on its first call; counts calls and remembers the batches.
+#[derive(Default)]
+struct PanicsOnce {
+    calls: AtomicUsize,
+    batches: Mutex<Vec<(Vec<i64>, u32)>>,
+}
+
+#[async_trait::async_trait]
+impl Handler for PanicsOnce {
+    async fn handle_batch(&self, batch: &Batch) -> BatchResult {
+        let offsets: Vec<i64> = batch.messages().iter().map(Message::offset).collect();
+        self.batches
+            .lock()
+            .unwrap()
+            .push((offsets, batch.attempt()));
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("the sink blew up");
+        }
+        BatchResult::Ok
+    }
+}
+
+struct SharedPanics(Arc<PanicsOnce>);
+
+#[async_trait::async_trait]
+impl Handler for SharedPanics {
+    async fn handle_batch(&self, batch: &Batch) -> BatchResult {
+        self.0.handle_batch(batch).await
+    }
+}
+
+async fn a_panicking_handler_fails_the_batch_and_the_consumer_goes_on(addr: &str) {
+    let (cluster, topic) = topic(addr, 1, 4).await;
+    let group = unique("g");
+    let handler = Arc::new(PanicsOnce::default());
+    let batch = BatchConfig::builder()
+        .mode(Mode::Batch)
+        .size(4)
+        .timeout(Duration::from_millis(200))
+        .retry_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .commit_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let running = builder(addr, &group, &topic, batch)
+        .run(SharedPanics(handler.clone()))
+        .await
+        .unwrap();
+    wait_until("the retry after the panic", 60, || {
+        handler.calls.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let stats = running.shutdown().await.unwrap();
+    // The panic failed the batch (all_or_nothing): the same batch again.
+    let batches = handler.batches.lock().unwrap().clone();
+    assert_eq!(batches[0], (vec![0, 1, 2, 3], 1));
+    assert_eq!(batches[1], (vec![0, 1, 2, 3], 2));
+    assert_eq!(stats.failed, 4);
     assert_eq!(committed(&cluster, &group, &topic).await[&0], Some(4));
 }
