@@ -446,6 +446,8 @@ struct PartState {
     partition: Partition<Message>,
     client_tp: ClientTp,
     paused: bool,
+    /// Stopped before a record it could not take (see `on_records`).
+    failed: bool,
     last_error: String,
 }
 
@@ -501,7 +503,7 @@ impl<H: Handler> Driver<H> {
                     .values()
                     .all(|p| !p.partition.has_batch_out() && !p.partition.is_ready(now));
                 if (drained && !self.commit_in_flight) || now >= deadline {
-                    return self.finish().await;
+                    return self.finish(&mut results).await;
                 }
             }
 
@@ -520,6 +522,7 @@ impl<H: Handler> Driver<H> {
             ]
             .into_iter()
             .flatten()
+            .filter(|d| *d > now)
             {
                 wake = Some(wake.map_or(d, |w| w.min(d)));
             }
@@ -547,7 +550,24 @@ impl<H: Handler> Driver<H> {
     }
 
     /// Shutdown: commit what finished, leave the group.
-    async fn finish(mut self) -> Result<Stats, ConsumerError> {
+    async fn finish(
+        mut self,
+        results: &mut mpsc::UnboundedReceiver<Done>,
+    ) -> Result<Stats, ConsumerError> {
+        // A periodic commit on its way: wait for it (bounded), so that the
+        // final commit below is not skipped (the tracker has one in flight).
+        let wait = Instant::now() + Duration::from_secs(30);
+        while self.commit_in_flight {
+            match tokio::time::timeout_at(wait, results.recv()).await {
+                Ok(Some(done)) => self.on_done(done),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // A revocation still open (shutdown deadline passed during it): its
+        // partitions are still ours until it is answered.
+        if self.revoking.is_some() {
+            self.finish_revocation().await;
+        }
         self.commit_now().await;
         self.consumer.leave();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -562,16 +582,26 @@ impl<H: Handler> Driver<H> {
     }
 
     /// Hands ready batches to handlers within the in-flight limit.
+    /// Whether `tp` is being revoked: no batch of it may start any more.
+    fn is_revoking(&self, tp: &TopicPartition) -> bool {
+        self.revoking.as_ref().is_some_and(|r| r.keys.contains(tp))
+    }
+
     fn schedule(&mut self, now: Instant) {
         for (tp, p) in &self.partitions {
             if p.partition.is_ready(now)
                 && !self.inflight.is_waiting(tp)
                 && !self.inflight.is_running(tp)
+                && !self.revoking.as_ref().is_some_and(|r| r.keys.contains(tp))
             {
                 self.inflight.ready(tp.clone());
             }
         }
         while let Some(tp) = self.inflight.next_start() {
+            if self.is_revoking(&tp) {
+                let _ = self.inflight.finish(&tp, false);
+                continue;
+            }
             let Some(state) = self.partitions.get_mut(&tp) else {
                 let _ = self.inflight.finish(&tp, false);
                 continue;
@@ -655,7 +685,10 @@ impl<H: Handler> Driver<H> {
     /// Pauses fetching for partitions whose batches wait; resumes the rest.
     fn apply_back_pressure(&mut self, shutting_down: bool) {
         for (tp, p) in self.partitions.iter_mut() {
-            let pause = shutting_down || p.partition.should_pause() || self.inflight.is_waiting(tp);
+            let pause = shutting_down
+                || p.failed
+                || p.partition.should_pause()
+                || self.inflight.is_waiting(tp);
             if pause != p.paused {
                 p.paused = pause;
                 if pause {
@@ -838,6 +871,7 @@ impl<H: Handler> Driver<H> {
                     partition,
                     client_tp: fetched.tp.clone(),
                     paused: false,
+                    failed: false,
                     last_error: String::new(),
                 },
             );
@@ -845,9 +879,16 @@ impl<H: Handler> Driver<H> {
         let Some(state) = self.partitions.get_mut(&key) else {
             return;
         };
+        if state.failed {
+            return;
+        }
         let topic = key.topic.clone();
         let from = fetched.fetch_offset;
-        for batch in &fetched.batches {
+        // Where the partition stops when a record cannot be taken: nothing
+        // at or after it may be skipped over (P1).
+        let mut next_unpushed = from;
+        let mut stopped_at: Option<i64> = None;
+        'batches: for batch in &fetched.batches {
             let wire_last = batch.batch().last_offset();
             let mut records = batch.records().peekable();
             while let Some(record) = records.next() {
@@ -855,7 +896,8 @@ impl<H: Handler> Driver<H> {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(partition = %key, error = %e, "malformed record");
-                        break;
+                        stopped_at = Some(next_unpushed);
+                        break 'batches;
                     }
                 };
                 if record.offset() < from {
@@ -869,12 +911,29 @@ impl<H: Handler> Driver<H> {
                     last_in_wire_batch: last,
                     payload: Message::new(topic.clone(), key.partition, record.to_owned()),
                 };
+                let offset = entry.offset;
                 if let Err(e) = state.partition.push(entry, now) {
-                    tracing::error!(partition = %key, error = %e, "record out of order dropped");
+                    tracing::error!(partition = %key, offset, error = %e, "record not accepted");
+                    stopped_at = Some(offset);
+                    break 'batches;
                 }
+                next_unpushed = offset + 1;
             }
         }
-        state.partition.skip_to(fetched.next_offset);
+        match stopped_at {
+            None => state.partition.skip_to(fetched.next_offset),
+            Some(offset) => {
+                // The fetch cursor goes back there (the next owner, or this
+                // member after a restart, fetches it again); meanwhile the
+                // partition stays paused and says so. Nothing past it is
+                // committed.
+                state.failed = true;
+                state.paused = true;
+                self.consumer.seek(&state.client_tp, offset);
+                self.consumer.pause(&state.client_tp);
+                tracing::error!(partition = %key, offset, "partition stopped before a record it cannot take");
+            }
+        }
     }
 
     fn on_done(&mut self, done: Done) {
@@ -969,7 +1028,8 @@ impl<H: Handler> Driver<H> {
             Outcome::Done { .. } => {
                 let (offset, metadata) = state.partition.commit_state();
                 self.commits.update(&tp, offset, &metadata);
-                let more = state.partition.is_ready(now);
+                let more = state.partition.is_ready(now)
+                    && !self.revoking.as_ref().is_some_and(|r| r.keys.contains(&tp));
                 let _ = self.inflight.finish(&tp, more);
             }
             Outcome::Retry {
@@ -1132,7 +1192,8 @@ impl<H: Handler> Driver<H> {
             Ok(DeadLetterOutcome::Done { .. }) => {
                 let (offset, metadata) = state.partition.commit_state();
                 self.commits.update(&tp, offset, &metadata);
-                let more = state.partition.is_ready(now);
+                let more = state.partition.is_ready(now)
+                    && !self.revoking.as_ref().is_some_and(|r| r.keys.contains(&tp));
                 let _ = self.inflight.finish(&tp, more);
             }
             Ok(DeadLetterOutcome::RetryWrite { job, at }) => {

@@ -36,8 +36,8 @@ use crate::fetch::{
     FetchConfig, FetchEvent, Fetched, Fetcher, OffsetReset, PartitionError, Position, ResetTo,
 };
 use crate::group::{
-    Action, CommitOutcome, CommitRefused, Coordinator, GroupConfig, GroupMember, RequestFailure,
-    RequestId,
+    Action, CommitOutcome, CommitRefused, Coordinator, GroupConfig, GroupMember, MemberState,
+    RequestFailure, RequestId,
 };
 
 /// Settings of a [`GroupConsumer`].
@@ -740,8 +740,12 @@ impl Driver {
         partitions: Vec<TopicPartition>,
         result: Result<BTreeMap<TopicPartition, CommittedOffset>, String>,
     ) {
-        if generation_id != self.member.generation_id() {
-            return; // a newer generation fetches its own
+        if generation_id != self.member.generation_id()
+            || self.member.state() != MemberState::Stable
+        {
+            // A newer generation fetches its own; a revocation that began
+            // meanwhile must not see these partitions come back (P3).
+            return;
         }
         let owned: BTreeSet<&TopicPartition> = self.member.owned_partitions().iter().collect();
         let committed = match result {
@@ -761,6 +765,7 @@ impl Driver {
             }
         };
         let mut assigned = Vec::new();
+        let mut positions = Vec::new();
         for tp in partitions {
             if !owned.contains(&tp) {
                 continue;
@@ -781,13 +786,18 @@ impl Driver {
                     },
                 ));
             }
-            self.fetch.assign(tp.clone(), position);
+            positions.push((tp.clone(), position));
             assigned.push(AssignedPartition { tp, committed: c });
         }
+        // The caller hears of the assignment before any record of it can
+        // arrive (records of a partition it does not know are dropped).
         let _ = self.events.send(ConsumerEvent::Assigned {
             generation_id,
             partitions: assigned,
         });
+        for (tp, position) in positions {
+            self.fetch.assign(tp, position);
+        }
     }
 
     fn start_commit(&mut self) {
