@@ -639,6 +639,7 @@ impl<H: Handler> Driver<H> {
             partition: tp.partition,
             consumer_group: &self.group_id,
         };
+        telemetry::batch_started(&meta, batch.entries.len(), batch.wire_bytes);
         telemetry::process_start(
             &meta,
             batch.entries.len(),
@@ -887,6 +888,7 @@ impl<H: Handler> Driver<H> {
         // Where the partition stops when a record cannot be taken: nothing
         // at or after it may be skipped over (P1).
         let mut next_unpushed = from;
+        let mut pushed = 0usize;
         let mut stopped_at: Option<i64> = None;
         'batches: for batch in &fetched.batches {
             let wire_last = batch.batch().last_offset();
@@ -918,8 +920,21 @@ impl<H: Handler> Driver<H> {
                     break 'batches;
                 }
                 next_unpushed = offset + 1;
+                pushed += 1;
             }
         }
+        let meta = telemetry::Meta {
+            topic: &key.topic,
+            partition: key.partition,
+            consumer_group: &self.group_id,
+        };
+        telemetry::consumer_lag(&meta, fetched.lag());
+        telemetry::batch_accumulated(
+            &meta,
+            pushed,
+            state.partition.accumulator().buffered_messages(),
+            state.partition.accumulator().buffered_bytes(),
+        );
         match stopped_at {
             None => state.partition.skip_to(fetched.next_offset),
             Some(offset) => {

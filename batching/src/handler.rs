@@ -59,7 +59,9 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Handles a batch. The default calls [`Handler::handle_message`] for
-    /// each message in order and reports the failed ones.
+    /// each message in order and reports the failed ones: `Partial` with
+    /// their indices, or `Err` with the last error when every message of a
+    /// batch failed.
     async fn handle_batch(&self, batch: &Batch) -> BatchResult {
         let mut failed = Vec::new();
         let mut last_error = String::new();

@@ -32,6 +32,13 @@
 //! it (and fails once kafka-protocol is fixed); the `response_decode` fuzz
 //! target finds it within seconds, so it serves such allocations with
 //! unbacked address space in order to keep looking for other bugs.
+//!
+//! The two responses a consumer decodes most, Fetch and Metadata, no longer
+//! go through kafka-protocol's decoder: the client decodes them with
+//! [`crate::fetch_response`] and [`crate::metadata_response`], which check
+//! every count against the bytes left before allocating. The group,
+//! offset, produce and admin responses still go through kafka-protocol and
+//! keep the hazard.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
