@@ -29,28 +29,9 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
-fn bootstrap(kind: &str) -> String {
-    let var = format!("KAFEE_{}_BOOTSTRAP", kind.to_uppercase());
-    match std::env::var(&var) {
-        Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
-        _ => panic!(
-            "{var} is not set: run `scripts/test`, or `export {var}=$(scripts/broker up {kind} | tail -1)`"
-        ),
-    }
-}
+mod common;
 
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "kafee-rebal-{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use common::{bootstrap, unique};
 
 /// Which broker a scenario runs on (some checks differ: Tansu 0.6 does not
 /// keep the OffsetCommit metadata string).

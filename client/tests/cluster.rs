@@ -3,6 +3,7 @@
 //! against both.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -29,28 +30,6 @@ fn config(addr: &str) -> ClientConfig {
 
 async fn admin(addr: &str) -> Admin {
     Admin::new(Cluster::connect(config(addr)).await.unwrap())
-}
-
-/// Runs one scenario against each broker as its own test.
-macro_rules! on_both_brokers {
-    ($($scenario:ident),* $(,)?) => {
-        mod kafka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(&super::common::bootstrap("kafka")).await;
-                }
-            )*
-        }
-        mod tansu {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(&super::common::bootstrap("tansu")).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_brokers!(

@@ -2,6 +2,7 @@
 //! read back. Every scenario runs against Apache Kafka and Tansu.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -23,27 +24,6 @@ fn config(addr: &str) -> ClientConfig {
         .request_timeout(Duration::from_secs(20))
         .build()
         .unwrap()
-}
-
-macro_rules! on_both_brokers {
-    ($($scenario:ident),* $(,)?) => {
-        mod kafka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(&super::common::bootstrap("kafka")).await;
-                }
-            )*
-        }
-        mod tansu {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(&super::common::bootstrap("tansu")).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_brokers!(

@@ -15,6 +15,7 @@
 //!   stores in memory here and a restart loses the log by design.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,27 +38,6 @@ use kafee_client::consumer::{
 use kafee_client::group::GroupConfig;
 use kafee_client::produce::{Producer, ProducerConfig, ProducerRecord};
 use kafee_protocol::records::Compression;
-
-macro_rules! on_both_brokers {
-    ($($scenario:ident),* $(,)?) => {
-        mod kafka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(&super::common::bootstrap("kafka")).await;
-                }
-            )*
-        }
-        mod tansu {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(&super::common::bootstrap("tansu")).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_brokers!(
     librdkafka_records_with_every_codec_read_back_exactly,

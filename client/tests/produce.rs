@@ -6,6 +6,7 @@
 //! with kafee's own fetch loop, so the producer is checked independently.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -42,28 +43,6 @@ async fn create_topic(cluster: &Cluster, topic: &NewTopic) {
         .create_topics(std::slice::from_ref(topic), CreateTopicsOptions::default())
         .await
         .unwrap();
-}
-
-/// Runs one scenario against each broker as its own test.
-macro_rules! on_both_brokers {
-    ($($scenario:ident),* $(,)?) => {
-        mod kafka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(&super::common::bootstrap("kafka")).await;
-                }
-            )*
-        }
-        mod tansu {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(&super::common::bootstrap("tansu")).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_brokers!(

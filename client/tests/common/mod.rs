@@ -29,3 +29,26 @@ pub fn unique_topic(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Runs each scenario `async fn name(addr: &str)` once against each broker,
+/// as the tests `kafka::name` and `tansu::name`.
+macro_rules! on_both_brokers {
+    ($($scenario:ident),* $(,)?) => {
+        mod kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(&super::common::bootstrap("kafka")).await;
+                }
+            )*
+        }
+        mod tansu {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(&super::common::bootstrap("tansu")).await;
+                }
+            )*
+        }
+    };
+}
