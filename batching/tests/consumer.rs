@@ -7,21 +7,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use kafee_batching::{
     AckStrategy, Batch, BatchConfig, BatchResult, Consumer, DeadLetterConfig, DeadLetterInfo,
     Handler, HandlerError, Message, Mode,
 };
 use kafee_client::admin::{Admin, CreateTopicsOptions, NewTopic, TopicPartition};
 use kafee_client::cluster::Cluster;
-use kafee_client::config::ClientConfig;
 use kafee_client::consumer::{ConsumerConfig, ConsumerEvent, GroupConsumer};
 use kafee_client::group::GroupConfig;
-use kafee_client::produce::{Producer, ProducerConfig, ProducerRecord};
+use kafee_client::produce::{Producer, ProducerConfig};
 
 mod common;
 
-use common::{bootstrap, unique};
+use common::{bootstrap, topic, unique};
 
 macro_rules! on_both_brokers {
     ($($scenario:ident),* $(,)?) => {
@@ -52,48 +50,6 @@ on_both_brokers!(
     missing_dead_letter_topic_commits_nothing_past_the_failed_message,
     a_panicking_handler_fails_the_batch_and_the_consumer_goes_on,
 );
-
-async fn cluster(addr: &str) -> Cluster {
-    Cluster::connect(
-        ClientConfig::builder()
-            .bootstrap_servers([addr])
-            .request_timeout(Duration::from_secs(20))
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap()
-}
-
-/// A topic with `per_partition` records `"{p}-{i}"` in each partition.
-async fn topic(addr: &str, partitions: i32, per_partition: usize) -> (Cluster, String) {
-    let cluster = cluster(addr).await;
-    let name = unique("t");
-    Admin::new(cluster.clone())
-        .create_topics(
-            &[NewTopic::new(&name, partitions, 1)],
-            CreateTopicsOptions::default(),
-        )
-        .await
-        .unwrap();
-    let producer = Producer::new(cluster.clone(), ProducerConfig::builder().build().unwrap());
-    let mut pending = Vec::new();
-    for p in 0..partitions {
-        for i in 0..per_partition {
-            let record = ProducerRecord::new(&name)
-                .partition(p)
-                .key(Bytes::from(format!("k{i}")))
-                .value(Bytes::from(format!("{p}-{i}")))
-                .header("h", Some(Bytes::from_static(b"v")));
-            pending.push(producer.enqueue(record).unwrap());
-        }
-    }
-    for f in pending {
-        f.await.unwrap();
-    }
-    producer.close().await;
-    (cluster, name)
-}
 
 /// The group's committed offsets, read back from the broker.
 async fn committed(cluster: &Cluster, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {

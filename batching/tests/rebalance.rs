@@ -20,7 +20,6 @@ use kafee_batching::{
 };
 use kafee_client::admin::{Admin, CreateTopicsOptions, NewTopic};
 use kafee_client::cluster::Cluster;
-use kafee_client::config::ClientConfig;
 use kafee_client::consumer::{ConsumerConfig, ConsumerEvent, GroupConsumer};
 use kafee_client::group::GroupConfig;
 use kafee_client::produce::{Producer, ProducerConfig, ProducerRecord};
@@ -31,7 +30,7 @@ use tokio::time::Instant;
 
 mod common;
 
-use common::{bootstrap, unique};
+use common::{bootstrap, topic, unique};
 
 /// Which broker a scenario runs on (some checks differ: Tansu 0.6 does not
 /// keep the OffsetCommit metadata string).
@@ -98,47 +97,6 @@ enum Kill {
     Process,
     /// `RunHandle::abort()`.
     Abort,
-}
-
-async fn cluster(addr: &str) -> Cluster {
-    Cluster::connect(
-        ClientConfig::builder()
-            .bootstrap_servers([addr])
-            .request_timeout(Duration::from_secs(20))
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap()
-}
-
-/// A topic with `per_partition` records `"{p}-{i}"` in each partition.
-async fn topic(addr: &str, partitions: i32, per_partition: usize) -> (Cluster, String) {
-    let cluster = cluster(addr).await;
-    let name = unique("t");
-    Admin::new(cluster.clone())
-        .create_topics(
-            &[NewTopic::new(&name, partitions, 1)],
-            CreateTopicsOptions::default(),
-        )
-        .await
-        .unwrap();
-    let producer = Producer::new(cluster.clone(), ProducerConfig::builder().build().unwrap());
-    let mut pending = Vec::new();
-    for p in 0..partitions {
-        for i in 0..per_partition {
-            let record = ProducerRecord::new(&name)
-                .partition(p)
-                .key(Bytes::from(format!("k{i}")))
-                .value(Bytes::from(format!("{p}-{i}")));
-            pending.push(producer.enqueue(record).unwrap());
-        }
-    }
-    for f in pending {
-        f.await.unwrap();
-    }
-    producer.close().await;
-    (cluster, name)
 }
 
 /// The group's committed offsets and metadata per partition, read with
